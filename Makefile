@@ -1,0 +1,53 @@
+# prodtype: every target creates and uses .venv itself.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+SHARED ?= ../shared
+DATA ?= $(SHARED)/data/rakuten
+export PRODTYPE_DATA_DIR ?= $(abspath $(DATA))
+
+.PHONY: install install-dev run test lint typecheck pytest bench-accuracy bench-serving export-encoder clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+# torch (CPU build from local disk) is only for the encoder export and its parity test.
+$(VENV)/.installed-export: $(VENV)/.installed
+	$(PIP) install -q -c constraints.txt -e ".[dev,export]"
+	touch $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-export
+
+run: install
+	$(VENV)/bin/prodtype run
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks dags scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks dags scripts
+
+typecheck: install
+	$(VENV)/bin/mypy
+
+pytest: install-dev
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench-accuracy: install
+	$(PY) benchmarks/bench_accuracy.py --data $(DATA)
+
+bench-serving: install
+	$(PY) benchmarks/bench_serving.py --data $(DATA)
+
+export-encoder: install-dev
+	$(PY) scripts/export_image_encoder.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

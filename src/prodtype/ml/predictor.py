@@ -1,0 +1,46 @@
+"""What a trained model answers, and the interface every served model offers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Candidate:
+    prdtypecode: int
+    category: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prdtypecode: int
+    category: str
+    confidence: float
+    top_k: list[Candidate]
+    has_image: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProductInput:
+    designation: str
+    description: str = ""
+    image: bytes | None = None
+
+
+class Predictor(Protocol):
+    """A loaded model: ``version`` identifies it; ``predict`` takes raw seller input."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def classes(self) -> list[int]: ...
+
+    def predict(self, designation: str, description: str = "", image: bytes | None = None, k: int = 5) -> Prediction: ...
+
+    def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]: ...
