@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     upload_limit_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
 
+    admin_username: str = Field(default="admin", min_length=3, max_length=64)
+    top_k: int = Field(default=5, ge=1, le=27, description="Candidates returned with each prediction")
+    migrate_on_start: bool = Field(default=True, description="Apply Alembic migrations when the API starts")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
     threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), gt=0)
 
     @model_validator(mode="after")
@@ -54,6 +60,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.storage_dir / 'prodtype.db').resolve()}"
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Whole request body allowed: the image limit plus room for the text fields and multipart framing."""
+        return self.upload_limit_bytes + 1024 * 1024
 
     @property
     def images_dir(self) -> Path:

@@ -1,0 +1,136 @@
+"""Every error the API can answer, mapped to an HTTP status in this one place. Each answer is JSON:
+``{"detail": "what was wrong", "errors": [...]}`` (``errors`` only for field validation)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from prodtype.services.errors import (
+    AuthenticationError,
+    ConflictError,
+    InvalidInputError,
+    ModelUnavailableError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ServiceError,
+    UnsupportedMediaTypeError,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: dict[type[ServiceError], int] = {
+    InvalidInputError: 422,
+    NotFoundError: 404,
+    ConflictError: 409,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    PayloadTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
+    ModelUnavailableError: 503,
+}
+
+_BEARER = {"WWW-Authenticate": "Bearer"}
+
+
+def status_for(exc: ServiceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400
+
+
+def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=_BEARER if status == 401 else None)
+
+
+async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    return error_response(status_for(exc), str(exc))
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or "body"
+
+
+def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
+    """One sentence per problem: 'designation is required', 'limit: Input should be ≤ 100'."""
+    messages = []
+    for err in errors:
+        kind, loc = err.get("type", ""), err.get("loc", ())
+        if kind == "json_invalid":
+            ctx = err.get("ctx") or {}
+            position = loc[1] if len(loc) > 1 else "?"
+            problem = ctx.get("error", "decode error")
+            messages.append(f"the body is not valid JSON ({problem} at position {position})")
+        elif kind == "missing":
+            messages.append(f"{_field(loc)} is required")
+        elif kind == "model_attributes_type" or (kind.endswith("_type") and _field(loc) == "body"):
+            messages.append("the body must be a JSON object")
+        else:
+            messages.append(f"{_field(loc)}: {err.get('msg', 'invalid value')}")
+    return "; ".join(messages) or "invalid request"
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    raw = list(exc.errors())
+    errors = [
+        {"field": _field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+        for e in raw
+    ]
+    return error_response(422, describe_validation_errors(raw), jsonable_encoder(errors))
+
+
+_HTTP_DETAILS = {
+    404: "no such endpoint; the API lives under /api/v1 (see /docs)",
+    413: "the request body is larger than the upload limit",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    detail = exc.detail
+    if exc.status_code == 413:
+        limit = request.app.state.settings.upload_limit_bytes
+        detail = f"the request body is larger than allowed: images may be at most {limit} bytes"
+    elif exc.status_code == 404 and detail == "Not Found":
+        detail = _HTTP_DETAILS[404]
+    elif exc.status_code == 400 and detail == "There was an error parsing the body":
+        detail = (
+            "the request body cannot be parsed: send valid multipart/form-data, a form or JSON as documented"
+        )
+    response = error_response(exc.status_code, str(detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("database error: %s", exc)
+    return error_response(503, "the database is unavailable; try again shortly")
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return error_response(500, "internal error; it has been logged")
+
+
+def register_exception_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(Exception, _unexpected)

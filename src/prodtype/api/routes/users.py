@@ -1,0 +1,47 @@
+"""User accounts: the caller's own, and the admin's management of all."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from prodtype.api.deps import AdminUser, CurrentUser, SessionDep
+from prodtype.api.schemas import UserCreate, UserPublic, UsersPublic, UserUpdate
+from prodtype.services import users
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("/me")
+def read_me(user: CurrentUser) -> UserPublic:
+    """The account the token belongs to."""
+    return UserPublic.from_row(user)
+
+
+@router.post("", status_code=201)
+def create_user(body: UserCreate, session: SessionDep, admin: AdminUser) -> UserPublic:
+    """Create an account (admins only)."""
+    user = users.create_user(session, body.username, body.password, body.role, actor=admin)
+    return UserPublic.from_row(user)
+
+
+@router.get("")
+def list_users(
+    session: SessionDep,
+    _admin: AdminUser,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> UsersPublic:
+    """All accounts, by username (admins only)."""
+    rows, count = users.list_users(session, offset, limit)
+    return UsersPublic(data=[UserPublic.from_row(u) for u in rows], count=count)
+
+
+@router.patch("/{username}")
+def update_user(username: str, body: UserUpdate, session: SessionDep, admin: AdminUser) -> UserPublic:
+    """Change an account's role, disable or enable it, or set its password (admins only)."""
+    user = users.update_user(
+        session, username, admin, role=body.role, disabled=body.disabled, password=body.password
+    )
+    return UserPublic.from_row(user)

@@ -1,0 +1,279 @@
+"""Predicting a product's type and keeping the record: create, read, list, delete."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy.orm import Session
+
+from prodtype.db.models import Prediction, Role, Status, User
+from prodtype.ml.image import ACCEPTED_FORMATS, ImageError
+from prodtype.ml.predictor import Predictor
+from prodtype.services import audit
+from prodtype.services.errors import (
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from prodtype.services.storage import ImageStore, sniff_image_type
+
+MAX_DESIGNATION_CHARS = 1_000
+MAX_DESCRIPTION_CHARS = 50_000
+# Declared types that may carry an image: browsers and curl send octet-stream for unknown extensions.
+_GENERIC_TYPES = {"application/octet-stream", "binary/octet-stream"}
+
+SortKey = Literal["confidence", "-confidence", "created_at", "-created_at", "id", "-id"]
+
+
+@dataclass(frozen=True)
+class Submission:
+    designation: str
+    description: str = ""
+    image: bytes | None = None
+    image_content_type: str | None = None  # as declared by the client
+
+
+@dataclass(frozen=True)
+class CheckedSubmission:
+    designation: str
+    description: str
+    image: bytes | None
+    image_type: str | None  # sniffed from the bytes
+
+
+@dataclass(frozen=True)
+class PredictionFilter:
+    status: Status | None = None
+    predicted_code: int | None = None
+    confidence_below: float | None = None
+    created_by: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+def check_image_header(data: bytes, max_pixels: int) -> None:
+    """Refuse absurd dimensions from the header alone, before anything is decoded (decompression bombs).
+    Corrupt or truncated pixel data is found when the model decodes the image (ImageError)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
+            width, height = img.size
+    except Image.DecompressionBombError:
+        raise InvalidInputError(
+            f"the image's dimensions are absurdly large; at most {max_pixels:,} pixels are accepted"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidInputError(
+            f"the image cannot be read ({exc}); expected a JPEG, PNG or WebP file"
+        ) from None
+    if width * height > max_pixels:
+        raise InvalidInputError(
+            f"the image declares {width}x{height} = {width * height:,} pixels; at most {max_pixels:,} are "
+            "accepted"
+        )
+
+
+def check_submission(
+    submission: Submission, upload_limit_bytes: int, max_image_pixels: int = 40_000_000
+) -> CheckedSubmission:
+    """Refuse what cannot be predicted, each with a message that names the field and the limit."""
+    designation = (submission.designation or "").strip()
+    if not designation:
+        raise InvalidInputError("designation is required: the product title must not be empty")
+    if len(designation) > MAX_DESIGNATION_CHARS:
+        raise InvalidInputError(
+            f"designation is {len(designation)} characters long; at most {MAX_DESIGNATION_CHARS} are accepted"
+        )
+    description = (submission.description or "").strip()
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise InvalidInputError(
+            f"description is {len(description)} characters long; at most {MAX_DESCRIPTION_CHARS} are accepted"
+        )
+    image, image_type = submission.image, None
+    if image is not None:
+        declared = (submission.image_content_type or "").split(";")[0].strip().lower()
+        if declared and not declared.startswith("image/") and declared not in _GENERIC_TYPES:
+            raise UnsupportedMediaTypeError(
+                f"the image part has content type {declared!r}; send a JPEG, PNG or WebP "
+                "file (image/jpeg, image/png, image/webp)"
+            )
+        if len(image) == 0:
+            raise InvalidInputError("the image file is empty (0 bytes); leave the image out or send a photo")
+        if len(image) > upload_limit_bytes:
+            raise PayloadTooLargeError(
+                f"the image is {len(image)} bytes; the limit is {upload_limit_bytes} bytes"
+            )
+        image_type = sniff_image_type(image)
+        if image_type is None:
+            raise InvalidInputError(
+                "the uploaded file is not an image: expected a JPEG, PNG, WebP, GIF or BMP file "
+                f"(its first bytes are {image[:8]!r})"
+            )
+        check_image_header(image, max_image_pixels)
+    return CheckedSubmission(designation, description, image, image_type)
+
+
+def create_prediction(
+    session: Session,
+    store: ImageStore,
+    model: Predictor,
+    submission: CheckedSubmission,
+    user: User,
+    k: int = 5,
+) -> Prediction:
+    """Predict and record the prediction (and its image)."""
+    try:
+        result = model.predict(submission.designation, submission.description, submission.image, k=k)
+    except ImageError as exc:  # corrupt or truncated pixel data, found while decoding
+        raise InvalidInputError(f"the image cannot be used: {exc}") from exc
+    row = Prediction(
+        designation=submission.designation,
+        description=submission.description,
+        predicted_code=int(result.prdtypecode),
+        confidence=float(min(max(result.confidence, 0.0), 1.0)),
+        top_k=[
+            {"prdtypecode": int(c.prdtypecode), "category": c.category, "probability": float(c.probability)}
+            for c in result.top_k
+        ],
+        model_version=model.version,
+        status=Status.PENDING.value,
+        created_by_id=user.id,
+    )
+    if submission.image is None:
+        return _insert(session, row, user)
+    # Under the store's lock, so that deleting another record with the same image cannot remove the file
+    # between the write and the commit.
+    with store.lock():
+        row.image_sha256 = store.put(submission.image)
+        row.image_content_type = submission.image_type
+        return _insert(session, row, user)
+
+
+def _insert(session: Session, row: Prediction, user: User) -> Prediction:
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        "prediction.created",
+        "prediction",
+        row.id,
+        user,
+        {
+            "predicted_code": row.predicted_code,
+            "confidence": row.confidence,
+            "model_version": row.model_version,
+            "image_sha256": row.image_sha256,
+        },
+    )
+    session.commit()
+    return row
+
+
+def _visible_to(query: Select[Prediction], viewer: User) -> Select[Prediction]:
+    # Customers see only what they submitted; reviewers and admins see everything.
+    if viewer.role == Role.CUSTOMER.value:
+        return query.where(Prediction.created_by_id == viewer.id)
+    return query
+
+
+def get_prediction(session: Session, prediction_id: int, viewer: User) -> Prediction:
+    row = session.scalar(_visible_to(select(Prediction).where(Prediction.id == prediction_id), viewer))
+    if row is None:
+        # The same answer whether it does not exist or belongs to someone else: ids do not leak.
+        raise NotFoundError(f"no prediction with id {prediction_id}")
+    return row
+
+
+def get_image(session: Session, store: ImageStore, prediction_id: int, viewer: User) -> tuple[bytes, str]:
+    row = get_prediction(session, prediction_id, viewer)
+    if row.image_sha256 is None:
+        raise NotFoundError(f"prediction {prediction_id} was submitted without an image")
+    if not store.exists(row.image_sha256):
+        raise NotFoundError(f"the image of prediction {prediction_id} is missing from the image store")
+    return store.read(row.image_sha256), row.image_content_type or "application/octet-stream"
+
+
+_SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
+    "confidence": (Prediction.confidence.asc(), Prediction.id.asc()),
+    "-confidence": (Prediction.confidence.desc(), Prediction.id.desc()),
+    "created_at": (Prediction.created_at.asc(), Prediction.id.asc()),
+    "-created_at": (Prediction.created_at.desc(), Prediction.id.desc()),
+    "id": (Prediction.id.asc(),),
+    "-id": (Prediction.id.desc(),),
+}
+
+
+def list_predictions(
+    session: Session,
+    viewer: User,
+    filters: PredictionFilter | None = None,
+    sort: SortKey = "confidence",
+    offset: int = 0,
+    limit: int = 20,
+) -> tuple[Sequence[Prediction], int]:
+    """A page of predictions and the number matching in all; lowest confidence first by default."""
+    f = filters or PredictionFilter()
+    query = _visible_to(select(Prediction), viewer)
+    if f.status is not None:
+        query = query.where(Prediction.status == Status(f.status).value)
+    if f.predicted_code is not None:
+        query = query.where(Prediction.predicted_code == f.predicted_code)
+    if f.confidence_below is not None:
+        query = query.where(Prediction.confidence < f.confidence_below)
+    if f.created_by is not None:
+        creator = select(User.id).where(User.username == f.created_by).scalar_subquery()
+        query = query.where(Prediction.created_by_id == creator)
+    if f.created_after is not None:
+        query = query.where(Prediction.created_at >= f.created_after)
+    if f.created_before is not None:
+        query = query.where(Prediction.created_at < f.created_before)
+    if f.created_after and f.created_before and f.created_after >= f.created_before:
+        raise InvalidInputError(
+            f"created_after ({f.created_after.isoformat()}) must be earlier than "
+            f"created_before ({f.created_before.isoformat()})"
+        )
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(*_SORTS[sort]).offset(offset).limit(limit)).all()
+    return rows, count
+
+
+def image_references(session: Session, digest: str) -> int:
+    return session.scalar(select(func.count()).where(Prediction.image_sha256 == digest)) or 0
+
+
+def delete_prediction(session: Session, store: ImageStore, prediction_id: int, actor: User) -> None:
+    """Delete the record; its image goes too, unless another record uses the same file."""
+    row = session.get(Prediction, prediction_id)
+    if row is None:
+        raise NotFoundError(f"no prediction with id {prediction_id}")
+    digest = row.image_sha256
+    audit.record(
+        session,
+        "prediction.deleted",
+        "prediction",
+        prediction_id,
+        actor,
+        {
+            "designation": row.designation,
+            "predicted_code": row.predicted_code,
+            "status": row.status,
+            "final_code": row.final_code,
+            "image_sha256": digest,
+        },
+    )
+    session.delete(row)
+    session.commit()
+    if digest is not None:
+        store.remove_if_unreferenced(digest, lambda d: _count_fresh(session, d))
+
+
+def _count_fresh(session: Session, digest: str) -> int:
+    # A new transaction, so that records committed by others since ours are counted.
+    session.rollback()
+    return image_references(session, digest)

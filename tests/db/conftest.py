@@ -1,0 +1,9 @@
+from service_support.databases import (  # noqa: F401 (fixtures)
+    backend,
+    database_url,
+    engine,
+    postgres_backend,
+    session,
+    settings,
+    sqlite_backend,
+)
