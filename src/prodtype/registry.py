@@ -40,7 +40,11 @@ MAX_HISTORY = 100
 
 
 class RegistryError(RuntimeError):
-    """The registry cannot do what was asked (unknown version, nothing to roll back to...)."""
+    """The registry cannot do what was asked (already the champion, nothing to roll back to...)."""
+
+
+class UnknownVersionError(RegistryError, LookupError):
+    """No such version of the registered model."""
 
 
 @dataclass(frozen=True)
@@ -281,7 +285,7 @@ class Registry:
         try:
             mv = self.client.get_model_version(self.model_name, str(int(version)))
         except MlflowException:
-            raise RegistryError(f"{self.model_name} has no version {version}") from None
+            raise UnknownVersionError(f"{self.model_name} has no version {version}") from None
         info = self._info(mv)
         aliases = sorted(a for a, v in self._aliases().items() if v == info.version)
         return ModelVersionInfo(
@@ -396,16 +400,23 @@ class Registry:
                 stack.pop()
         return stack
 
+    def previous_champion(self) -> int | None:
+        """The version a rollback would restore (None when there is none)."""
+        if not self.has_model():
+            return None
+        current = self._aliases().get(CHAMPION)
+        stack = self._champion_stack()
+        if current is not None and stack and stack[-1] != current:
+            stack.append(current)  # the alias was set by hand outside prodtype: treat it as a reign
+        return stack[-2] if len(stack) >= 2 else None
+
     def rollback(self, *, reason: str = "rollback", actor: str | None = None) -> ModelVersionInfo:
         """Give the champion alias back to the champion before the current one."""
         with self._locked():
             current = self._aliases().get(CHAMPION)
             if current is None:
                 raise RegistryError(f"{self.model_name} has no champion to roll back from")
-            stack = self._champion_stack()
-            if stack and stack[-1] != current:
-                stack.append(current)  # the alias was set by hand outside prodtype: treat it as a reign
-            previous = stack[-2] if len(stack) >= 2 else None
+            previous = self.previous_champion()
             if previous is None:
                 raise RegistryError(
                     f"version {current} is the first champion of {self.model_name}: there is no previous "

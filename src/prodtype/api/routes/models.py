@@ -1,0 +1,85 @@
+"""Registered model versions: list, promote, roll back (admins only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from fastapi import Path as PathParam
+
+from prodtype.api.deps import AdminUser, SessionDep
+from prodtype.api.loop import follower_of, registry_of
+from prodtype.api.loop_schemas import ModelChange, ModelChangePublic, ModelsPublic, ModelVersionPublic
+from prodtype.services import audit, models
+from prodtype.services.champion import load_checked
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def _checker(request: Request) -> models.Checker:
+    codes = list(request.app.state.catalog.codes)
+    return lambda path: load_checked(Path(path), codes)
+
+
+def _serving(request: Request) -> tuple[int | None, dict[str, Any]]:
+    follower = follower_of(request)
+    return (follower.serving_version, follower.status()) if follower else (None, {"following": False})
+
+
+@router.get("")
+def list_models(request: Request, _admin: AdminUser) -> ModelsPublic:
+    """Every registered version, newest first, with the champion, the served version and the history."""
+    serving, follower = _serving(request)
+    listing = models.list_models(registry_of(request), serving)
+    return ModelsPublic(
+        **listing,
+        serving_model_version=request.app.state.model_holder.version,
+        follower=follower,
+    )
+
+
+def _changed(
+    request: Request, session: Any, admin: Any, action: str, info: dict[str, Any]
+) -> ModelChangePublic:
+    follower = follower_of(request)
+    if follower is not None:
+        follower.allow_retry(info["version"])
+        follower.wake()
+    audit.record(session, action, "model", info["version"], admin, {"reason": info.get("reason")})
+    session.commit()
+    serving, _ = _serving(request)
+    return ModelChangePublic(
+        champion=ModelVersionPublic(**info),
+        serving_version=serving,
+        detail=f"version {info['version']} is the champion; the service switches to it in the background",
+    )
+
+
+@router.post("/rollback")
+def rollback(
+    request: Request,
+    session: SessionDep,
+    admin: AdminUser,
+    body: Annotated[ModelChange | None, Body()] = None,
+) -> ModelChangePublic:
+    """Give the champion alias back to the previous champion (its bundle is checked first)."""
+    reason = body.reason if body else None
+    info = models.rollback(registry_of(request), actor=admin.username, reason=reason, check=_checker(request))
+    return _changed(request, session, admin, "model.rolled_back", info)
+
+
+@router.post("/{version}/promote")
+def promote(
+    request: Request,
+    session: SessionDep,
+    admin: AdminUser,
+    version: Annotated[int, PathParam(ge=1)],
+    body: Annotated[ModelChange | None, Body()] = None,
+) -> ModelChangePublic:
+    """Make a version the champion; a bundle that fails its checks is refused (422) and nothing changes."""
+    reason = body.reason if body else None
+    info = models.promote(
+        registry_of(request), version, actor=admin.username, reason=reason, check=_checker(request)
+    )
+    return _changed(request, session, admin, "model.promoted", info)

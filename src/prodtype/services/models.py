@@ -1,0 +1,93 @@
+"""The registered models, for people: list them, promote one, roll back to the previous champion.
+
+A version is checked (its bundle loads and answers a smoke prediction) before it becomes the champion, so a
+broken bundle is refused here and the alias never points to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prodtype.registry import CHAMPION, Registry, RegistryError, UnknownVersionError
+from prodtype.services.errors import ConflictError, InvalidInputError, NotFoundError
+
+Checker = Callable[[Path], Any]
+
+
+def _describe(info: Any, serving: int | None) -> dict[str, Any]:
+    out: dict[str, Any] = info.to_dict()
+    out["serving"] = serving == info.version
+    out["status"] = "champion" if CHAMPION in info.aliases else info.tags.get("promotion", "registered")
+    out["reason"] = info.tags.get("promotion_reason")
+    out["eval_weighted_f1"] = info.metrics.get("eval_weighted_f1")
+    return out
+
+
+def list_models(registry: Registry, serving_version: int | None = None) -> dict[str, Any]:
+    versions = registry.versions()
+    champion = next((v.version for v in versions if CHAMPION in v.aliases), None)
+    return {
+        "model": registry.model_name,
+        "champion": champion,
+        "serving_version": serving_version,
+        "data": [_describe(v, serving_version) for v in versions],
+        "count": len(versions),
+        "history": registry.history(),
+    }
+
+
+def _checked(registry: Registry, version: int, check: Checker | None) -> None:
+    if check is None:
+        return
+    try:
+        path = registry.local_bundle(version)
+    except UnknownVersionError as exc:
+        raise NotFoundError(str(exc)) from None
+    except RegistryError as exc:
+        raise InvalidInputError(f"version {version} cannot be served: {exc}") from None
+    try:
+        check(path)
+    except Exception as exc:
+        raise InvalidInputError(
+            f"version {version} was refused: its bundle failed the checks ({type(exc).__name__}: {exc}); "
+            "the champion is unchanged"
+        ) from None
+
+
+def promote(
+    registry: Registry,
+    version: int,
+    *,
+    actor: str | None,
+    reason: str | None = None,
+    check: Checker | None = None,
+) -> dict[str, Any]:
+    """Make ``version`` the champion after checking its bundle."""
+    try:
+        registry.get(version)
+    except UnknownVersionError as exc:
+        raise NotFoundError(str(exc)) from None
+    _checked(registry, version, check)
+    try:
+        info = registry.promote(
+            version, reason=reason or f"promoted by {actor or 'an operator'}", actor=actor
+        )
+    except RegistryError as exc:
+        raise ConflictError(str(exc)) from None
+    return _describe(info, None)
+
+
+def rollback(
+    registry: Registry, *, actor: str | None, reason: str | None = None, check: Checker | None = None
+) -> dict[str, Any]:
+    """Give the champion alias back to the previous champion (after checking its bundle)."""
+    stack_previous = registry.previous_champion()
+    if stack_previous is not None:
+        _checked(registry, stack_previous, check)
+    try:
+        info = registry.rollback(reason=reason or f"rolled back by {actor or 'an operator'}", actor=actor)
+    except RegistryError as exc:
+        raise ConflictError(str(exc)) from None
+    return _describe(info, None)
