@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from prodtype import cli_service
+from prodtype import cli_loop, cli_service
 
 app = typer.Typer(no_args_is_help=True, help="prodtype: product type classification for Rakuten France.")
 cli_service.register(app)
+cli_loop.register(app)
