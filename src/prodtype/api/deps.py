@@ -97,15 +97,23 @@ ReviewerUser = Annotated[User, require_role(Role.REVIEWER)]
 AdminUser = Annotated[User, require_role(Role.ADMIN)]
 
 
-async def require_form(request: Request) -> None:
-    """Refuse bodies that are not forms (e.g. JSON sent to a multipart endpoint) with a 415 that says so."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        shown = repr(content_type) if content_type else "none"
-        raise UnsupportedMediaTypeError(
-            f"this endpoint takes multipart/form-data (fields designation, description, image); "
-            f"the request's content type is {shown}"
-        )
+def require_form(expected: str) -> Any:
+    """Refuse bodies that are not forms (e.g. JSON sent to a form endpoint) with a 415 saying what to send."""
+
+    async def check(request: Request) -> None:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+            shown = repr(content_type) if content_type else "none"
+            raise UnsupportedMediaTypeError(
+                f"this endpoint takes {expected}; the request's content type is {shown}"
+            )
+
+    return Depends(check)
 
 
-FormBody = Annotated[None, Depends(require_form)]
+PredictionForm = Annotated[
+    None, require_form("multipart/form-data with the fields designation, description and image")
+]
+LoginForm = Annotated[
+    None, require_form("a form (application/x-www-form-urlencoded) with the fields username and password")
+]

@@ -62,6 +62,8 @@ async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    if loc and loc[0] == "body" and len(loc) == 2 and isinstance(loc[1], int):
+        return "body"  # a JSON decode error's position, not a field
     return ".".join(parts) or "body"
 
 
@@ -84,9 +86,23 @@ def describe_validation_errors(errors: list[dict[str, Any]]) -> str:
     return "; ".join(messages) or "invalid request"
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+def _json_expected(request: Request, errors: list[dict[str, Any]]) -> bool:
+    """A JSON endpoint got another content type: FastAPI then sees the body as not an object."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    is_json = content_type == "application/json" or content_type.endswith("+json")
+    return not is_json and any(
+        e.get("type") == "model_attributes_type" and tuple(e.get("loc", ())) == ("body",) for e in errors
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     raw = list(exc.errors())
+    if _json_expected(request, raw):
+        content_type = request.headers.get("content-type") or "none"
+        return error_response(
+            415, f"this endpoint takes a JSON body (Content-Type: application/json); got {content_type!r}"
+        )
     errors = [
         {"field": _field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
         for e in raw
@@ -108,6 +124,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
         detail = f"the request body is larger than allowed: images may be at most {limit} bytes"
     elif exc.status_code == 404 and detail == "Not Found":
         detail = _HTTP_DETAILS[404]
+    elif exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed or 'none'}"
     elif exc.status_code == 400 and detail == "There was an error parsing the body":
         detail = (
             "the request body cannot be parsed: send valid multipart/form-data, a form or JSON as documented"

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 
-from prodtype.api.deps import SessionDep, SettingsDep
+from prodtype.api.deps import LoginForm, SessionDep, SettingsDep
 from prodtype.api.schemas import ErrorPublic, Token
 from prodtype.services import users
 from prodtype.services.security import create_access_token
@@ -21,6 +21,7 @@ def login(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    _form: LoginForm,
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
 ) -> Token:
     """Exchange a username and password (form fields) for a bearer token."""
