@@ -115,10 +115,10 @@ def run(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = 1) -> 
         created = users.ensure_admin(session, settings.admin_username, password)
     if created is not None and created.password is not None:
         console.print(
-            f"Created the admin [bold]{created.username}[/bold] with the password "
-            f"[bold]{created.password}[/bold]\nIt is shown only this once (only its hash is stored): "
-            "note it now, or set PRODTYPE_ADMIN_PASSWORD before the first start."
+            f"Created the admin [bold]{created.username}[/bold]. Its password, shown only this once "
+            "(only its hash is stored; set PRODTYPE_ADMIN_PASSWORD before the first start to choose it):"
         )
+        typer.echo(f"    {created.password}")  # plain, on its own line: never wrapped or styled
     elif created is not None:
         console.print(f"Created the admin [bold]{created.username}[/bold] from PRODTYPE_ADMIN_PASSWORD")
     _serve(settings, host, port, workers)

@@ -1,5 +1,6 @@
 from service_support.databases import (  # noqa: F401 (fixtures)
     backend,
+    blank_database_url,
     database_url,
     engine,
     postgres_backend,

@@ -87,6 +87,11 @@ class SqliteBackend:
         shutil.copyfile(self.template, target)
         return f"sqlite:///{target}"
 
+    def blank(self, folder: Path) -> str:
+        """An empty database (no tables) for tests of what happens on first start."""
+        folder.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{folder / 'blank.db'}"
+
     def drop(self, url: str) -> None:
         """Files live in the test's tmp_path."""
 
@@ -115,11 +120,18 @@ class PostgresBackend:
         return cls(name)
 
     def fresh(self, folder: Path) -> str:
+        return self._create(self.template)
+
+    def blank(self, folder: Path) -> str:
+        """An empty database (no tables) for tests of what happens on first start."""
+        return self._create("template0")
+
+    def _create(self, template: str) -> str:
         name = f"prodtype_test_{uuid.uuid4().hex[:12]}"
         with self._admin() as conn:
             conn.execute(
                 sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-                    sql.Identifier(name), sql.Identifier(self.template)
+                    sql.Identifier(name), sql.Identifier(template)
                 )
             )
         return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
@@ -167,6 +179,14 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 def database_url(backend: Backend, tmp_path: Path) -> Iterator[str]:
     """A fresh, migrated database with the seed users, dropped after the test."""
     url = backend.fresh(tmp_path / "db")
+    yield url
+    backend.drop(url)
+
+
+@pytest.fixture
+def blank_database_url(backend: Backend, tmp_path: Path) -> Iterator[str]:
+    """An empty database on the same backend, dropped after the test."""
+    url = backend.blank(tmp_path / "blank")
     yield url
     backend.drop(url)
 

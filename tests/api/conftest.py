@@ -1,0 +1,83 @@
+"""API tests: the real app on a fresh database (SQLite and PostgreSQL) with the real model bundle that
+tests/conftest.py trains once per session, shared by every test through one ModelHolder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from prodtype.api.app import create_app
+from prodtype.config import Settings
+from prodtype.services.model_holder import ModelHolder, load_model
+from prodtype.services.security import create_access_token
+from service_support.databases import (  # noqa: F401 (fixtures)
+    backend,
+    blank_database_url,
+    database_url,
+    postgres_backend,
+    settings,
+    sqlite_backend,
+)
+from service_support.images import photo
+
+API = "/api/v1"
+Headers = dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def model_holder(trained_bundle: Path) -> ModelHolder:
+    return ModelHolder(load_model(trained_bundle))
+
+
+@pytest.fixture
+def app(settings: Settings, model_holder: ModelHolder) -> FastAPI:  # noqa: F811 (the imported fixture)
+    return create_app(settings, model_holder=model_holder)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture
+def auth(app: FastAPI) -> Callable[[str], Headers]:
+    """Bearer headers for a seeded user (tokens are minted directly; logging in is tested on its own)."""
+
+    def headers(username: str, lifetime: timedelta = timedelta(minutes=5)) -> Headers:
+        token = create_access_token(username, app.state.jwt_secret, lifetime)
+        return {"Authorization": f"Bearer {token.token}"}
+
+    return headers
+
+
+@pytest.fixture
+def predict(client: TestClient, auth: Callable[[str], Headers]) -> Callable[..., dict[str, Any]]:
+    """Submit a product as ``username`` and return the created prediction (asserting the 201)."""
+
+    def submit(
+        username: str = "carl",
+        designation: str = "Piscine tubulaire ronde 3,05 x 0,76 m avec pompe de filtration",
+        description: str = "",
+        image: bytes | None = None,
+    ) -> dict[str, Any]:
+        files: dict[str, Any] = {"designation": (None, designation), "description": (None, description)}
+        if image is not None:
+            files["image"] = ("photo.jpg", image, "image/jpeg")
+        response = client.post(f"{API}/predictions", files=files, headers=auth(username))
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    return submit
+
+
+@pytest.fixture
+def with_image() -> bytes:
+    return photo(0)

@@ -1,0 +1,136 @@
+"""Who may call what: a table of route × role → status, checked over every route of the app.
+
+A route added to the app without a rule here fails ``test_every_route_has_a_rule``; a rule for a route that no
+longer exists fails it too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from starlette.routing import Route
+
+from service_support.databases import PASSWORD
+from service_support.images import photo
+
+from .conftest import API, Headers
+
+ROLES = ("anonymous", "customer", "reviewer", "admin")
+# The seeded account acting in each role; the predictions used below belong to the customer.
+ACCOUNT = {"customer": "carl", "reviewer": "rita", "admin": "admin"}
+_names = itertools.count()
+
+
+@dataclass
+class Call:
+    """How to call a route validly, and the status each role gets."""
+
+    expect: dict[str, int]
+    body: Callable[[str], dict[str, Any]] = field(default=lambda _role: {})
+
+
+def everyone(status: int) -> dict[str, int]:
+    return dict.fromkeys(ROLES, status)
+
+
+def signed_in(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "customer": status, "reviewer": status, "admin": status}
+
+
+def reviewers(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "customer": 403, "reviewer": status, "admin": status}
+
+
+def admins(status: int) -> dict[str, int]:
+    return {"anonymous": 401, "customer": 403, "reviewer": 403, "admin": status}
+
+
+def _login(role: str) -> dict[str, Any]:
+    return {"data": {"username": ACCOUNT.get(role, "carl"), "password": PASSWORD}}
+
+
+def _product(_role: str) -> dict[str, Any]:
+    return {
+        "files": {"designation": (None, "Lot de 6 verres à vin"), "image": ("p.jpg", photo(1), "image/jpeg")}
+    }
+
+
+def _new_user(_role: str) -> dict[str, Any]:
+    return {"json": {"username": f"newuser{next(_names)}", "password": PASSWORD, "role": "customer"}}
+
+
+RULES: dict[tuple[str, str], Call] = {
+    ("GET", "/openapi.json"): Call(everyone(200)),
+    ("GET", "/docs"): Call(everyone(200)),
+    ("GET", "/docs/oauth2-redirect"): Call(everyone(200)),
+    ("GET", "/redoc"): Call(everyone(200)),
+    ("POST", f"{API}/auth/token"): Call(everyone(200), _login),
+    ("GET", f"{API}/health"): Call(everyone(200)),
+    ("GET", f"{API}/categories"): Call(signed_in(200)),
+    ("POST", f"{API}/predictions"): Call(signed_in(201), _product),
+    ("GET", f"{API}/predictions"): Call(signed_in(200)),
+    ("GET", f"{API}/predictions/{{prediction_id}}"): Call(signed_in(200)),
+    ("GET", f"{API}/predictions/{{prediction_id}}/image"): Call(signed_in(200)),
+    ("PATCH", f"{API}/predictions/{{prediction_id}}"): Call(
+        reviewers(200), lambda _r: {"json": {"prdtypecode": 10}}
+    ),
+    ("POST", f"{API}/predictions/{{prediction_id}}/review"): Call(
+        reviewers(200), lambda _r: {"json": {"decision": "accept"}}
+    ),
+    ("DELETE", f"{API}/predictions/{{prediction_id}}"): Call(admins(204)),
+    ("GET", f"{API}/users/me"): Call(signed_in(200)),
+    ("GET", f"{API}/users"): Call(admins(200)),
+    ("POST", f"{API}/users"): Call(admins(201), _new_user),
+    ("PATCH", f"{API}/users/{{username}}"): Call(admins(200), lambda _r: {"json": {"role": "reviewer"}}),
+    ("GET", f"{API}/audit"): Call(admins(200)),
+}
+
+
+def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    found = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute | Route):
+            for method in route.methods or ():
+                if method != "HEAD":
+                    found.add((method, route.path))
+    return found
+
+
+def test_every_route_has_a_rule(app: FastAPI) -> None:
+    routes = app_routes(app)
+    missing = sorted(routes - RULES.keys())
+    stale = sorted(RULES.keys() - routes)
+    assert not missing, f"routes without a rule in tests/api/test_roles.py RULES: {missing}"
+    assert not stale, f"rules for routes that do not exist: {stale}"
+
+
+@pytest.mark.parametrize("route", sorted(RULES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_route_by_role(
+    route: tuple[str, str],
+    app: FastAPI,
+    client: TestClient,
+    auth: Callable[[str], Headers],
+    predict: Callable[..., dict[str, Any]],
+) -> None:
+    method, path = route
+    call = RULES[route]
+    got = {}
+    for role in ROLES:
+        url = path
+        if "{prediction_id}" in path:  # a fresh prediction of the customer's for each call
+            url = url.replace("{prediction_id}", str(predict("carl", image=photo(2))["id"]))
+        url = url.replace("{username}", "cora")
+        headers = auth(ACCOUNT[role]) if role in ACCOUNT else {}
+        response = client.request(method, url, headers=headers, **call.body(role))
+        got[role] = response.status_code
+        if response.status_code >= 400:
+            assert response.headers["content-type"] == "application/json", response.text
+            assert response.json()["detail"], response.text
+    assert got == call.expect
