@@ -118,8 +118,6 @@ class EncoderSpec:
         except OSError as exc:
             raise EncoderIntegrityError(f"cannot read the image encoder spec {path}: {exc}") from exc
         except (ValueError, KeyError, TypeError) as exc:
-            if isinstance(exc, EncoderIntegrityError):
-                raise
             raise EncoderIntegrityError(
                 f"{path} is not a valid encoder spec ({type(exc).__name__}: {exc}); "
                 "re-create it with scripts/export_image_encoder.py"
@@ -242,7 +240,7 @@ class ImageEncoder:
     """EfficientNet-Lite0 features through onnxruntime: bytes or files in, (n, 1280) float32 out.
 
     ``threads`` sets onnxruntime's intra-op threads (inter-op is 1); default: the CPUs this process may use.
-    ``run`` is thread-safe, so one encoder can serve concurrent requests.
+    Encoding is thread-safe (onnxruntime sessions are), so one encoder can serve concurrent requests.
     """
 
     def __init__(
