@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -65,6 +66,16 @@ def _service_errors() -> Iterator[None]:
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
     import uvicorn
+
+    # Done once here rather than in each worker, where they would race: the schema and the dev JWT secret.
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    settings.jwt_secret_value()
+    if workers > 1:
+        os.environ["PRODTYPE_MIGRATE_ON_START"] = "false"
 
     uvicorn.run(
         "prodtype.api.app:app_from_env",

@@ -187,3 +187,13 @@ def test_concurrent_reviews_over_the_api_have_one_winner(
     with ThreadPoolExecutor(2) as pool:
         statuses = sorted(pool.map(lambda b: client.post(url, json=b[0], headers=b[1]).status_code, bodies))
     assert statuses == [200, 409]
+
+
+def test_inference_handlers_run_in_the_threadpool() -> None:
+    """Plain ``def`` handlers are run by FastAPI in its threadpool: the model never blocks the event loop."""
+    import inspect
+
+    from prodtype.api.routes import predictions as routes
+
+    for handler in (routes.create_prediction, routes.review_prediction, routes.list_predictions):
+        assert not inspect.iscoroutinefunction(handler)
