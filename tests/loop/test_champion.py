@@ -1,0 +1,94 @@
+"""The service follows the champion alias: checked bundles are swapped in, broken ones refused."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from loop.fakes import load_fake, write_bundle
+from prodtype.loop_config import LoopSettings
+from prodtype.registry import Registry
+from prodtype.services.champion import ChampionFollower, RegisteredPredictor, smoke_check
+from prodtype.services.model_holder import ModelHolder
+
+
+def register(registry: Registry, folder: Path, **manifest: object) -> int:
+    bundle = write_bundle(folder, **manifest)
+    return registry.log_and_register(bundle, run_name=folder.name, params={}, metrics={}, tags={}).version
+
+
+def test_follows_promotions_and_refuses_a_broken_bundle(
+    registry: Registry, loop_settings: LoopSettings, tmp_path: Path
+) -> None:
+    holder = ModelHolder(load_fake(write_bundle(tmp_path / "configured", code=10)))
+    follower = ChampionFollower(
+        holder, registry, loop_settings, known_codes=[10, 2583, 2705], loader=load_fake
+    )
+    assert not follower.check_now()  # nothing registered: the configured model keeps serving
+    assert holder.version == "configured"
+
+    v1 = register(registry, tmp_path / "v1", code=2583)
+    registry.promote(v1, reason="first")
+    assert follower.check_now()
+    assert holder.version == "prodtype/v1" and holder.get().predict("x").prdtypecode == 2583
+    served = holder.get()
+    assert isinstance(served, RegisteredPredictor) and served.bundle_version == "v1"
+
+    broken = register(registry, tmp_path / "broken", code=2583, broken=True)
+    registry.promote(broken, reason="oops")
+    assert not follower.check_now()
+    assert holder.version == "prodtype/v1"  # the old model keeps serving
+    assert "broken" in follower.status()["refused"][str(broken)]
+
+    unknown_codes = register(registry, tmp_path / "alien", classes=[99999], code=99999)
+    registry.promote(unknown_codes, reason="alien")
+    assert not follower.check_now() and "not product types" in follower.refused[unknown_codes]
+
+    registry.rollback()  # back to the broken one's predecessor in the history
+    registry.rollback()
+    assert registry.alias_version("champion") == v1
+    assert not follower.check_now() and holder.version == "prodtype/v1"
+
+
+def test_background_thread_swaps_while_requests_keep_being_answered(
+    registry: Registry, loop_settings: LoopSettings, tmp_path: Path
+) -> None:
+    v1 = register(registry, tmp_path / "v1", code=10)
+    registry.promote(v1, reason="first")
+    holder = ModelHolder()
+    follower = ChampionFollower(holder, registry, loop_settings, loader=load_fake)
+    follower.check_now()
+    answers: list[int] = []
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                answers.append(holder.get().predict("x").prdtypecode)
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    follower.start()
+    try:
+        v2 = register(registry, tmp_path / "v2", code=2583)
+        registry.promote(v2, reason="better")
+        follower.wake()
+        deadline = time.time() + 20
+        while holder.version != "prodtype/v2" and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        follower.stop()
+    assert holder.version == "prodtype/v2"
+    assert not errors and set(answers) == {10, 2583}
+
+
+def test_smoke_check_accepts_a_sane_predictor(tmp_path: Path) -> None:
+    smoke_check(load_fake(write_bundle(tmp_path / "ok")), known_codes=[10, 2583, 2705])
