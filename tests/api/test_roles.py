@@ -90,6 +90,15 @@ RULES: dict[tuple[str, str], Call] = {
     ("POST", f"{API}/users"): Call(admins(201), _new_user),
     ("PATCH", f"{API}/users/{{username}}"): Call(admins(200), lambda _r: {"json": {"role": "reviewer"}}),
     ("GET", f"{API}/audit"): Call(admins(200)),
+    # The learning loop (tests/loop and tests/e2e check what these do; here: who may call them).
+    # No model is registered in these tests: promote answers 404, rollback 409; the retrain body is
+    # invalid on purpose (422) so that no background training starts.
+    ("GET", f"{API}/models"): Call(admins(200)),
+    ("POST", f"{API}/models/{{version}}/promote"): Call(admins(404)),
+    ("POST", f"{API}/models/rollback"): Call(admins(409)),
+    ("POST", f"{API}/retrain"): Call(admins(422), lambda _r: {"json": {"force": "not a boolean"}}),
+    ("GET", f"{API}/retrain/status"): Call(admins(200)),
+    ("GET", f"{API}/retrain/{{job_id}}"): Call(admins(404)),
 }
 
 
@@ -126,7 +135,7 @@ def test_route_by_role(
         url = path
         if "{prediction_id}" in path:  # a fresh prediction of the customer's for each call
             url = url.replace("{prediction_id}", str(predict("carl", image=photo(2))["id"]))
-        url = url.replace("{username}", "cora")
+        url = url.replace("{username}", "cora").replace("{version}", "1").replace("{job_id}", "nosuchjob")
         headers = auth(ACCOUNT[role]) if role in ACCOUNT else {}
         response = client.request(method, url, headers=headers, **call.body(role))
         got[role] = response.status_code
