@@ -14,6 +14,7 @@ import logging
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,10 @@ class LoopContext:
     loop: LoopSettings
     registry: Registry
     train_config: Any = None
+    # Replaceable for tests of the orchestration: (dataset, out_dir, progress) -> bundle folder, and
+    # (bundle folder, evaluation dataset, report folder) -> evaluation dict. Default: prodtype.ml.
+    trainer: Callable[[Dataset, Path, bool], Path] | None = None
+    scorer: Callable[[Path, Dataset, Path], dict[str, Any]] | None = None
     _sessions: Any = field(default=None, repr=False)
 
     @classmethod
@@ -174,8 +179,6 @@ def _shuffled(data: Dataset, seed: int) -> Dataset:
 
 def train(ctx: LoopContext, run_dir: Path, *, shuffle_labels: bool = False, progress: bool = False) -> Path:
     """Train the candidate on the base data (less the evaluation set) plus the exported feedback."""
-    from prodtype.ml.train import train_model
-
     run_dir = Path(run_dir)
     base = load_base(ctx)
     split = evaluation_split(ctx, base)
@@ -189,13 +192,7 @@ def train(ctx: LoopContext, run_dir: Path, *, shuffle_labels: bool = False, prog
     shutil.rmtree(final, ignore_errors=True)
     start = time.perf_counter()
     log.info("training a candidate on %d base + %d feedback products", len(split.train), n_feedback)
-    out = train_model(
-        data,
-        partial,
-        ctx.train_config,
-        image_cache_dir=ctx.settings.resolved_image_cache_dir,
-        progress=progress,
-    )
+    out = (ctx.trainer or _train_default(ctx))(data, partial, progress)
     Path(out).rename(final)
     write_state(
         run_dir,
@@ -213,14 +210,31 @@ def train(ctx: LoopContext, run_dir: Path, *, shuffle_labels: bool = False, prog
     return final
 
 
-def _score(bundle: Path, split: EvalSplit, report_dir: Path) -> dict[str, Any]:
+def _train_default(ctx: LoopContext) -> Callable[[Dataset, Path, bool], Path]:
+    from prodtype.ml.train import train_model
+
+    def run(data: Dataset, out_dir: Path, progress: bool) -> Path:
+        cache = ctx.settings.resolved_image_cache_dir
+        return Path(train_model(data, out_dir, ctx.train_config, image_cache_dir=cache, progress=progress))
+
+    return run
+
+
+def score_bundle(bundle: Path, data: Dataset, report_dir: Path) -> dict[str, Any]:
+    """Evaluate a bundle on ``data`` and write the report (markdown + plots) to ``report_dir``."""
     from prodtype.ml.bundle import load_bundle
     from prodtype.ml.evaluate import evaluate as evaluate_model
     from prodtype.ml.evaluate import write_report
 
-    result = evaluate_model(load_bundle(bundle), split.eval)
+    result = evaluate_model(load_bundle(bundle), data)
     write_report(result, report_dir)
     metrics: dict[str, Any] = result.to_dict()
+    return metrics
+
+
+def _score(ctx: LoopContext, bundle: Path, split: EvalSplit, report_dir: Path) -> dict[str, Any]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    metrics = (ctx.scorer or score_bundle)(bundle, split.eval, report_dir)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
 
@@ -233,12 +247,12 @@ def evaluate(ctx: LoopContext, run_dir: Path) -> PromotionDecision:
     split = evaluation_split(ctx)
     if split.fingerprint != state.get("eval_fingerprint"):
         raise ConflictError("the evaluation set changed since the candidate was trained; train it again")
-    candidate = _score(bundle, split, run_dir / "evaluation" / "candidate")
+    candidate = _score(ctx, bundle, split, run_dir / "evaluation" / "candidate")
     champion_info = ctx.registry.champion()
     champion: dict[str, Any] | None = None
     if champion_info is not None:
         champion = _score(
-            ctx.registry.local_bundle(champion_info.version), split, run_dir / "evaluation" / "champion"
+            ctx, ctx.registry.local_bundle(champion_info.version), split, run_dir / "evaluation" / "champion"
         )
     decision = decide(candidate, champion, ctx.loop)
     write_state(
