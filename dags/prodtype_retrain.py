@@ -7,7 +7,9 @@ PATH) and pass on the worker's ``PRODTYPE_*`` environment (storage folder, datab
 
 The steps of one DAG run share a run folder named after the run id. ``check_trigger`` exits 99 when neither
 trigger fires (enough new reviews, or live accuracy below the threshold), which Airflow reads as
-"skipped": the rest of the run is skipped. Trigger by hand with ``{"force": true}`` to train anyway.
+"skipped": the rest of the run is skipped. Trigger by hand with ``{"force": true}`` to train anyway;
+``{"shuffle_labels": true}`` trains a deliberately worse candidate, a check that the promotion rule holds
+it back.
 """
 
 from __future__ import annotations
@@ -38,7 +40,12 @@ def _step(step: str, task_id: str | None = None) -> BashOperator:
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params={"force": Param(False, type="boolean", description="Retrain even if the trigger did not fire")},
+    params={
+        "force": Param(False, type="boolean", description="Retrain even if the trigger did not fire"),
+        "shuffle_labels": Param(
+            False, type="boolean", description="Sanity check: train on shuffled labels (must not be promoted)"
+        ),
+    },
     tags=["prodtype"],
     doc_md=__doc__,
 )
@@ -53,7 +60,14 @@ def prodtype_retrain() -> None:
         append_env=True,
     )
     export = _step("export", "export_feedback")
-    train = _step("train")
+    train = BashOperator(
+        task_id="train",
+        bash_command=(
+            f"'{PRODTYPE}' retrain --step train {RUN}"
+            "{% if params.shuffle_labels %} --shuffle-labels{% endif %}"
+        ),
+        append_env=True,
+    )
     evaluate = _step("evaluate")
     register = _step("register")
     promote = _step("promote")
