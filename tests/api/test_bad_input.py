@@ -58,7 +58,7 @@ def test_designation_is_required(
     [
         (images.not_an_image(), 422, ("not an image",)),
         (images.truncated_jpeg(), 422, ("corrupt or truncated",)),
-        (images.corrupt_jpeg(), 422, ("image cannot be used",)),
+        (images.corrupt_jpeg(), 422, ("corrupt",)),
         (images.bomb_png(), 422, ("pixels",)),
         (images.bomb_jpeg(), 422, ("pixels",)),
         (b"", 422, ("empty",)),
@@ -87,7 +87,7 @@ def test_image_over_the_limit_is_413(settings: Settings, model_holder: ModelHold
         assert_error(response, 413, "200001 bytes", "limit is 200000")
         # Far over: refused while the body streams in, before it is all read.
         response = post_product(client, headers, image=images.oversized_jpeg(1_400_000), designation="Mug")
-        assert_error(response, 413, "at most 200000 bytes")
+        assert_error(response, 413, "images may be at most 200000 bytes")
         assert post_product(client, headers, image=images.photo(), designation="Mug").status_code == 201
 
 
@@ -102,6 +102,7 @@ def test_image_over_the_limit_is_413(settings: Settings, model_holder: ModelHold
 def test_predictions_need_a_form(
     client: TestClient, auth: Callable[[str], Headers], kwargs: dict[str, Any], phrase: str
 ) -> None:
+    kwargs = dict(kwargs)  # the parameter is shared by both backends' runs
     headers = {**auth("carl"), **kwargs.pop("headers", {})}
     assert_error(client.post(f"{API}/predictions", headers=headers, **kwargs), 415, phrase)
 
@@ -128,7 +129,7 @@ def test_json_endpoints_need_json(
     ("body", "phrase"),
     [
         (b'{"decision": "accept"', "not valid JSON"),
-        (b"", "not valid JSON"),
+        (b"", "body is required"),
         (b"[1, 2]", "JSON object"),
         (b'{"decision": "maybe"}', "decision"),
         (b'{"decision": "accept", "prdtypecode": "abc"}', "prdtypecode"),

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
-from starlette.routing import Route
 
 from service_support.databases import PASSWORD
 from service_support.images import photo
@@ -103,12 +102,12 @@ RULES: dict[tuple[str, str], Call] = {
 
 
 def app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """(method, path) of every route, those of included routers too (FastAPI keeps them nested)."""
     found = set()
-    for route in app.routes:
-        if isinstance(route, APIRoute | Route):
-            for method in route.methods or ():
-                if method != "HEAD":
-                    found.add((method, route.path))
+    for route in iter_route_contexts(app.routes):
+        for method in route.methods or ():
+            if method != "HEAD" and route.path:
+                found.add((method, route.path))
     return found
 
 

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 import prodtype
 from prodtype.api.errors import register_exception_handlers
+from prodtype.api.limits import RequestSizeLimit
 from prodtype.api.loop import install_loop
 from prodtype.api.routes import audit, auth, categories, health, models, predictions, retrain, users
 from prodtype.api.schemas import API_PREFIX
@@ -64,7 +65,11 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         version=prodtype.__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        max_body_size=settings.max_request_bytes,
+    )
+    app.add_middleware(
+        RequestSizeLimit,
+        max_body_bytes=settings.max_request_bytes,
+        upload_limit_bytes=settings.upload_limit_bytes,
     )
     app.state.settings = settings
     app.state.engine = engine

@@ -119,7 +119,7 @@ _HTTP_DETAILS = {
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail
-    if exc.status_code == 413:
+    if exc.status_code == 413 and detail == "Content Too Large":
         limit = request.app.state.settings.upload_limit_bytes
         detail = f"the request body is larger than allowed: images may be at most {limit} bytes"
     elif exc.status_code == 404 and detail == "Not Found":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,10 +69,13 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
         raise InvalidInputError(
             f"the image's dimensions are absurdly large; at most {max_pixels:,} pixels are accepted"
         ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:
         raise InvalidInputError(
-            f"the image cannot be read ({exc}); expected a JPEG, PNG or WebP file"
+            f"the image is corrupt or not in a supported format: its header cannot be read "
+            f"({len(data):,} bytes starting {data[:8]!r}); expected a JPEG, PNG or WebP file"
         ) from None
+    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+        raise InvalidInputError(f"the image is corrupt: its header cannot be read ({exc})") from None
     if width * height > max_pixels:
         raise InvalidInputError(
             f"the image declares {width}x{height} = {width * height:,} pixels; at most {max_pixels:,} are "

@@ -23,6 +23,7 @@ from prodtype.api.deps import (
     StoreDep,
 )
 from prodtype.api.schemas import (
+    API_PREFIX,
     ErrorPublic,
     PredictionCorrect,
     PredictionPublic,
@@ -74,7 +75,7 @@ def create_prediction(
     submission = Submission(designation, description, data, image.content_type if image else None)
     checked = predictions.check_submission(submission, settings.upload_limit_bytes, settings.max_image_pixels)
     row = predictions.create_prediction(session, store, model, checked, user, k=settings.top_k)
-    response.headers["Location"] = f"{router.prefix}/{row.id}"
+    response.headers["Location"] = f"{API_PREFIX}{router.prefix}/{row.id}"
     return PredictionPublic.from_row(row, catalog)
 
 
