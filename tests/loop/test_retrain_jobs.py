@@ -58,14 +58,11 @@ def test_a_job_whose_process_vanished_is_reported_failed(settings: Settings) -> 
         retrain_jobs.read_job(settings, "../../etc/passwd")
 
 
-def test_a_started_job_holds_the_lock_until_its_process_ends(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The child is the real command; with no data folder configured it fails fast, which is what we want
-    # here: the job must end "failed" with the reason, and the lock must be free again.
-    monkeypatch.setenv("PRODTYPE_STORAGE_DIR", str(settings.storage_dir))
-    monkeypatch.setenv("PRODTYPE_DATABASE_URL", settings.resolved_database_url)
-    monkeypatch.setenv("PRODTYPE_DATA_DIR", str(settings.storage_dir / "no-data-here"))
+def test_a_started_job_holds_the_lock_until_its_process_ends(settings: Settings) -> None:
+    # The child is the real command, run with this process's settings; with a data folder that does not
+    # exist it fails fast, which is what we want here: the job must end "failed" with the reason, and the
+    # lock must be free again.
+    settings = settings.model_copy(update={"data_dir": settings.storage_dir / "no-data-here"})
     job = retrain_jobs.start_job(settings, "admin")
     assert job["status"] == "running" and job["requested_by"] == "admin"
     with pytest.raises(ConflictError):

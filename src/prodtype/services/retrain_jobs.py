@@ -26,6 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
+
 from prodtype.config import Settings
 from prodtype.loop_config import loop_dir
 from prodtype.services.errors import ConflictError, NotFoundError
@@ -133,8 +136,28 @@ def update_job(settings: Settings, job_id: str, **fields: Any) -> dict[str, Any]
     return record
 
 
+def settings_env(*objects: BaseSettings) -> dict[str, str]:
+    """``PRODTYPE_*`` variables that recreate these settings in a child process (the child runs as the
+    same user, so passing the secrets it needs to start, e.g. the JWT secret in production, is no leak)."""
+    env: dict[str, str] = {}
+    for obj in objects:
+        for name in type(obj).model_fields:
+            value = getattr(obj, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"PRODTYPE_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
 def start_job(
-    settings: Settings, requested_by: str | None, *, force: bool = True, extra_args: list[str] | None = None
+    settings: Settings,
+    requested_by: str | None,
+    *,
+    force: bool = True,
+    loop: BaseSettings | None = None,
+    extra_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Start a retrain in a child process and return its job record; ConflictError while one runs."""
     fd = _try_lock(lock_path(settings))
@@ -160,7 +183,8 @@ def start_job(
         if force:
             cmd.append("--force")
         cmd += extra_args or []
-        env = {**os.environ, LOCK_FD_ENV: str(fd)}
+        # The child reads its settings from the environment: pass the ones this process runs with.
+        env = {**os.environ, **settings_env(settings, *([loop] if loop else [])), LOCK_FD_ENV: str(fd)}
         with log_path.open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module, fixed arguments)
                 cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(fd,), env=env, start_new_session=True

@@ -25,7 +25,9 @@ def start_retrain(
 ) -> RetrainJobPublic:
     """Start a retrain in the background (one at a time: 409 while one runs); poll GET /retrain/{job_id}."""
     force = body.force if body else True
-    job = retrain_jobs.start_job(request.app.state.settings, admin.username, force=force)
+    job = retrain_jobs.start_job(
+        request.app.state.settings, admin.username, force=force, loop=request.app.state.loop_settings
+    )
     audit.record(session, "retrain.started", "retrain", job["id"], admin, {"force": force})
     session.commit()
     return RetrainJobPublic(**job)
