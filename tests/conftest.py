@@ -16,3 +16,40 @@ def data_dir() -> Path:
     if not (path / "X_train.csv").is_file():
         pytest.fail(f"no challenge sample at {path} (expected X_train.csv there): set PRODTYPE_DATA_DIR")
     return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def feature_cache_dir() -> Path:
+    """Image-feature and text-embedding caches kept between test runs (``.cache/`` is git-ignored)."""
+    path = Path(os.environ.get("PRODTYPE_TEST_CACHE", REPO / ".cache" / "test-features"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_dataset(data_dir: Path):  # type: ignore[no-untyped-def]
+    from prodtype.data.challenge import load_dataset
+
+    return load_dataset(
+        data_dir / "X_train.csv",
+        data_dir / "Y_train.csv",
+        data_dir / "image_train",
+        data_dir / "image_only_train.csv",
+    )
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(sample_dataset, feature_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
+    """A real model bundle, trained once per test session on the whole sample with the default config."""
+    from prodtype.ml.train import train_model
+
+    return train_model(
+        sample_dataset,
+        tmp_path_factory.mktemp("bundle") / "model",
+        image_cache_dir=feature_cache_dir / "image",
+        text_cache_dir=feature_cache_dir / "text",
+        progress=False,
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,30 @@ def read_products(x_path: Path) -> pd.DataFrame:
     """The X file, validated: unique index, integer ids, a non-empty designation on every row."""
     x_path = Path(x_path)
     df = _read_csv(x_path, "X", index_col=0, dtype={"designation": str, "description": str})
+    return _validate_products(df, x_path)
+
+
+def iter_products(x_path: Path, chunksize: int = 1000) -> Iterator[pd.DataFrame]:
+    """The X file in validated chunks, for streaming predictions over files of any size."""
+    x_path = Path(x_path)
+    if not x_path.is_file():
+        raise DataError(f"X file {x_path} does not exist")
+    seen: set[object] = set()
+    try:
+        reader = pd.read_csv(
+            x_path, index_col=0, dtype={"designation": str, "description": str}, chunksize=chunksize
+        )
+        for chunk in reader:
+            dup = seen.intersection(chunk.index)
+            if dup:
+                raise DataError(f"{x_path}: duplicated index value(s) in the first column: {sorted(dup)[:5]}")
+            seen.update(chunk.index)
+            yield _validate_products(chunk, x_path)
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{x_path}: cannot be read as CSV ({exc})") from None
+
+
+def _validate_products(df: pd.DataFrame, x_path: Path) -> pd.DataFrame:
     _check_columns(df, x_path, X_COLUMNS, "',designation,description,productid,imageid'")
     _check_unique_index(df, x_path)
     for col in ("productid", "imageid"):

@@ -1,0 +1,177 @@
+"""Model commands: ``train``, ``evaluate``, ``predict`` and ``predict-batch``.
+
+Each command is a thin wrapper over a plain function (``prodtype.ml.train.train_model``,
+``prodtype.ml.evaluate.evaluate``, ``ModelBundle.predict``, ``prodtype.ml.batch.predict_file``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from prodtype.catalog import CatalogError, load_catalog
+from prodtype.config import get_settings
+from prodtype.data.challenge import DataError, load_dataset
+from prodtype.ml.bundle import BundleError
+from prodtype.ml.image import ImageError
+
+console = Console(stderr=True)
+
+XOpt = Annotated[Path, typer.Option("--x", help="X csv (',designation,description,productid,imageid')")]
+YOpt = Annotated[Path, typer.Option("--y", help="Y csv (',prdtypecode'), same index as X")]
+ImagesOpt = Annotated[
+    Path | None, typer.Option("--images", help="Folder of image_<imageid>_product_<productid>.jpg")
+]
+ModelOpt = Annotated[Path, typer.Option("--model", help="Model bundle folder")]
+CacheOpt = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", help="Feature cache [default: PRODTYPE_STORAGE_DIR/cache]"),
+]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Errors a user can act on: one red line naming what was wrong, exit status 2, no traceback."""
+    try:
+        yield
+    except (DataError, BundleError, ImageError, CatalogError, FileNotFoundError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+def _cache_dirs(cache_dir: Path | None) -> tuple[Path, Path]:
+    root = cache_dir or (get_settings().storage_dir / "cache")
+    return root / "image-features", root / "text-embeddings"
+
+
+def train(
+    x: XOpt,
+    y: YOpt,
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the model bundle to")],
+    images: ImagesOpt = None,
+    image_only: Annotated[
+        Path | None, typer.Option("--image-only", help="Labelled images without text (imageid,productid,...)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (folds, classifiers)")] = 42,
+    embedder: Annotated[str, typer.Option(help="Sentence embeddings: use, e5 or none")] = "use",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out")] = False,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Train the multimodal model and write a model bundle."""
+    from prodtype.ml.train import TrainConfig, train_model
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with user_errors():
+        config = TrainConfig(seed=seed, embedder=None if embedder == "none" else embedder)
+        dataset = load_dataset(x, y, images, image_only)
+        console.print(
+            f"{len(dataset)} products ({len(dataset.missing_images)} without an image), "
+            f"{len(dataset.image_only)} image-only labelled images"
+        )
+        img_cache, text_cache = _cache_dirs(cache_dir)
+        path = train_model(
+            dataset,
+            out,
+            config,
+            image_cache_dir=img_cache,
+            text_cache_dir=text_cache,
+            overwrite=overwrite,
+            catalog=load_catalog(get_settings().categories_file),
+        )
+    manifest = json.loads((path / "manifest.json").read_text())
+    oof = manifest["metrics"]["out_of_fold"]
+    console.print(
+        f"model {manifest['version']} written to {path}\n"
+        f"out-of-fold weighted F1 {oof['weighted_f1']:.4f}, accuracy {oof['accuracy']:.4f}"
+    )
+
+
+def evaluate(
+    model: ModelOpt,
+    x: XOpt,
+    y: YOpt,
+    images: ImagesOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout")] = False,
+    report_dir: Annotated[
+        Path | None, typer.Option("--report-dir", help="Where to write report.md and its plots")
+    ] = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Score a model bundle on labelled data: weighted F1 (official metric), macro F1, accuracy, per class."""
+    from prodtype.ml.bundle import load_bundle
+    from prodtype.ml.evaluate import evaluate as run_evaluation
+    from prodtype.ml.evaluate import write_report
+
+    with user_errors():
+        bundle = load_bundle(model)
+        dataset = load_dataset(x, y, images)
+        img_cache, _ = _cache_dirs(cache_dir)
+        result = run_evaluation(bundle, dataset, image_cache_dir=img_cache, progress=not as_json)
+        names = {c: bundle.category(c) for c in bundle.classes}
+        report = write_report(result, report_dir or (model / "evaluation"), names)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict()))
+        return
+    table = Table(title=f"model {result.model_version}")
+    for col in ("subset", "n", "weighted F1", "macro F1", "accuracy"):
+        table.add_column(col)
+    for name, s in (("all", result), ("with image", result.with_image), ("text only", result.text_only)):
+        table.add_row(
+            name, str(s.n), *(("n/a" if v is None else f"{v:.4f}") for v in (s.weighted_f1, s.macro_f1, s.accuracy))
+        )
+    Console().print(table)
+    console.print(f"report: {report}")
+
+
+def predict(
+    model: ModelOpt,
+    designation: Annotated[str, typer.Option(help="Product title")],
+    description: Annotated[str, typer.Option(help="Product description (may hold HTML)")] = "",
+    image: Annotated[Path | None, typer.Option(help="Product photo (JPEG, PNG, WebP…)")] = None,
+    k: Annotated[int, typer.Option(min=1, max=27, help="How many candidates to list")] = 5,
+) -> None:
+    """Predict the product type of one product; prints JSON."""
+    from prodtype.data.text import clean_text
+    from prodtype.ml.bundle import load_bundle
+
+    with user_errors():
+        if not clean_text(designation):
+            raise ValueError("--designation is empty; every product needs a title")
+        data = image.read_bytes() if image is not None else None
+        prediction = load_bundle(model).predict(designation, description, data, k=k)
+    typer.echo(json.dumps(prediction.to_dict(), ensure_ascii=False))
+
+
+def predict_batch(
+    model: ModelOpt,
+    x: XOpt,
+    out: Annotated[Path, typer.Option("--out", help="Submission csv to write (',prdtypecode')")],
+    images: ImagesOpt = None,
+    cache_dir: CacheOpt = None,
+) -> None:
+    """Predict every product of an X file, streamed, in the challenge's submission format."""
+    from prodtype.ml.batch import predict_file
+    from prodtype.ml.bundle import load_bundle
+
+    with user_errors():
+        img_cache, _ = _cache_dirs(cache_dir)
+        n = predict_file(load_bundle(model), x, images, out, image_cache_dir=img_cache)
+    console.print(f"{n} predictions written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(predict)
+    app.command("predict-batch")(predict_batch)
