@@ -128,7 +128,9 @@ def evaluate(
         table.add_column(col)
     for name, s in (("all", result), ("with image", result.with_image), ("text only", result.text_only)):
         table.add_row(
-            name, str(s.n), *(("n/a" if v is None else f"{v:.4f}") for v in (s.weighted_f1, s.macro_f1, s.accuracy))
+            name,
+            str(s.n),
+            *(("n/a" if v is None else f"{v:.4f}") for v in (s.weighted_f1, s.macro_f1, s.accuracy)),
         )
     Console().print(table)
     console.print(f"report: {report}")

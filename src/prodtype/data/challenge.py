@@ -57,7 +57,7 @@ def _read_csv(path: Path, what: str, **kwargs: object) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{what} file {path} does not exist")
     try:
-        return pd.read_csv(path, **kwargs)  # type: ignore[call-overload, no-any-return]
+        return pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise DataError(f"{path}: cannot be read as CSV ({exc})") from None
 
@@ -109,7 +109,7 @@ def iter_products(x_path: Path, chunksize: int = 1000) -> Iterator[pd.DataFrame]
         for chunk in reader:
             dup = seen.intersection(chunk.index)
             if dup:
-                raise DataError(f"{x_path}: duplicated index value(s) in the first column: {sorted(dup)[:5]}")
+                raise DataError(f"{x_path}: duplicated index value(s) in the first column: {sorted(map(str, dup))[:5]}")
             seen.update(chunk.index)
             yield _validate_products(chunk, x_path)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -172,7 +172,7 @@ def image_paths(frame: pd.DataFrame) -> list[str | None]:
 
 
 def read_image_only(path: Path, images_dir: Path | None, present: set[str]) -> pd.DataFrame:
-    """Labelled images without text (``imageid,productid,...,prdtypecode``); rows whose file is absent drop."""
+    """Labelled images without text (``imageid,productid,...,prdtypecode``); rows without a file drop."""
     path = Path(path)
     df = _read_csv(path, "image-only")
     _check_columns(df, path, IMAGE_ONLY_COLUMNS, "'imageid,productid,...,prdtypecode'")
@@ -221,7 +221,7 @@ def load_dataset(
                 f"X/Y index mismatch: {len(unlabeled)} row(s) of {x_path} have no label in {y_path} "
                 f"(first: {shown}); both files must share the official index in their first column"
             )
-        extra = int(len(labels.index.difference(products.index)))
+        extra = len(labels.index.difference(products.index))
         products["label"] = labels.reindex(products.index).astype("Int64")
     else:
         products["label"] = pd.array([pd.NA] * len(products), dtype="Int64")

@@ -24,7 +24,7 @@ def predict_file(
     image_cache_dir: Path | None = None,
     progress: bool = True,
 ) -> int:
-    """Write ``,prdtypecode`` (the official index, then the code) for every row of ``x_path``; returns the count.
+    """Write ``,prdtypecode`` (official index, then the code) for every row of ``x_path``; returns the count.
 
     The file is read and predicted in chunks, so memory stays flat on the full test set; the output is
     written to a temporary file and moved into place at the end, never left half-written.
@@ -46,7 +46,9 @@ def predict_file(
                 paths: list[str | None] = []
                 for imageid, productid in zip(chunk["imageid"], chunk["productid"], strict=True):
                     name = image_filename(int(imageid), int(productid))
-                    paths.append(str(Path(images_dir) / name) if images_dir is not None and name in present else None)
+                    paths.append(
+                        str(Path(images_dir) / name) if images_dir is not None and name in present else None
+                    )
                 feats, has_image, _ = bundle.encoder.encode_files(paths, image_cache_dir)
                 proba = bundle.predict_proba(chunk["text"].tolist(), feats, has_image)
                 for index, code in zip(chunk.index, classes[proba.argmax(axis=1)], strict=True):

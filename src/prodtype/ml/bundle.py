@@ -216,17 +216,23 @@ class ModelBundle:
 
     def _embedder(self) -> Any:
         name = self.manifest.get("embedder")
-        return get_embedder(name, self._threads, int(self.manifest.get("embed_max_chars", 400))) if name else None
+        return (
+            get_embedder(name, self._threads, int(self.manifest.get("embed_max_chars", 400)))
+            if name
+            else None
+        )
 
     def warm_up(self) -> None:
-        """Load the encoders and run one prediction, so the first request is not slow (and the bundle works)."""
+        """Load the encoders and run one prediction: the first request is not slow, and the bundle works."""
         self.predict("warm up", "", None)
         _ = self.encoder
 
     def predict_proba(
         self, texts: list[str], image_features: np.ndarray, has_image: np.ndarray, progress: bool = False
     ) -> np.ndarray:
-        return self.model.predict_proba(texts, embed(self._embedder(), texts, progress), image_features, has_image)
+        return self.model.predict_proba(
+            texts, embed(self._embedder(), texts, progress), image_features, has_image
+        )
 
     def _to_prediction(self, proba: np.ndarray, k: int, has_image: bool) -> Prediction:
         order = np.argsort(-proba)[: max(1, k)]
@@ -246,7 +252,9 @@ class ModelBundle:
         proba = self.predict_proba(texts, feats, has)
         return [self._to_prediction(proba[i], k, bool(has[i])) for i in range(len(products))]
 
-    def predict(self, designation: str, description: str = "", image: bytes | None = None, k: int = 5) -> Prediction:
+    def predict(
+        self, designation: str, description: str = "", image: bytes | None = None, k: int = 5
+    ) -> Prediction:
         return self.predict_many([ProductInput(designation, description or "", image)], k)[0]
 
 

@@ -49,19 +49,26 @@ def _scores(y: np.ndarray, pred: np.ndarray) -> Scores:
     if len(y) == 0:
         return Scores(0, None, None, None)
     return Scores(
-        int(len(y)),
+        len(y),
         float(f1_score(y, pred, average="weighted", zero_division=0)),
         float(f1_score(y, pred, average="macro", zero_division=0)),
         float(accuracy_score(y, pred)),
     )
 
 
-def score(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray, has_image: np.ndarray) -> EvaluationResult:
+def score(
+    y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarray, has_image: np.ndarray
+) -> EvaluationResult:
     """All metrics from true codes, predicted codes and probabilities (columns in ``classes`` order)."""
     labels = np.unique(np.concatenate([y, pred]))
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     per_class = {
-        str(int(c)): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        str(int(c)): {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
         for i, c in enumerate(labels)
     }
     overall = _scores(y, pred)
@@ -84,9 +91,11 @@ def score(y: np.ndarray, pred: np.ndarray, proba: np.ndarray, classes: np.ndarra
 def predict_dataset(
     bundle: ModelBundle, dataset: Dataset, *, image_cache_dir: Path | None = None, progress: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Probabilities (n, n_classes) for every product of ``dataset``, and which products had a usable image."""
+    """Probabilities (n, n_classes) for every product of ``dataset``, and which had a usable image."""
     products = dataset.products
-    feats, has_image, _ = bundle.encoder.encode_files(image_paths(products), image_cache_dir, progress=progress)
+    feats, has_image, _ = bundle.encoder.encode_files(
+        image_paths(products), image_cache_dir, progress=progress
+    )
     return bundle.predict_proba(products["text"].tolist(), feats, has_image, progress=progress), has_image
 
 

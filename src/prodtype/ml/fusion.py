@@ -16,6 +16,7 @@ sample (weighted F1 0.645 vs 0.685 for the SVM alone): with 27 classes it has to
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,9 +48,7 @@ class Fusion:
         return np.asarray(softmax(self.logits(branches, has_image), axis=1))
 
 
-def fit_fusion(
-    branches: np.ndarray, has_image: np.ndarray, y_idx: np.ndarray, l2: float = 1e-3
-) -> Fusion:
+def fit_fusion(branches: np.ndarray, has_image: np.ndarray, y_idx: np.ndarray, l2: float = 1e-3) -> Fusion:
     """Weights and biases minimising the mean negative log-likelihood (plus a small L2 on the biases)."""
     s, n, k = branches.shape
     group = has_image.astype(int)
@@ -86,7 +85,7 @@ def expected_calibration_error(proba: np.ndarray, y_idx: np.ndarray, bins: int =
     correct = proba.argmax(axis=1) == y_idx
     edges = np.linspace(0, 1, bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         sel = (conf > lo) & (conf <= hi)
         if sel.any():
             ece += sel.mean() * abs(conf[sel].mean() - correct[sel].mean())

@@ -69,7 +69,9 @@ class LinearHead:
         )
 
 
-def _align(classes: np.ndarray, seen: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, ...]:
+def _align(
+    classes: np.ndarray, seen: np.ndarray, coef: np.ndarray, intercept: np.ndarray
+) -> tuple[np.ndarray, ...]:
     """Expand per-seen-class weights to the full class list (unseen classes: zero weights, low bias)."""
     full_coef = np.zeros((len(classes), coef.shape[1]), dtype=np.float32)
     full_bias = np.full(len(classes), MISSING_CLASS_SCORE, dtype=np.float64)

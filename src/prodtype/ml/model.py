@@ -30,7 +30,11 @@ class FusedModel:
     fusion: Fusion
 
     def branches(
-        self, texts: list[str], embeddings: np.ndarray | None, image_features: np.ndarray, has_image: np.ndarray
+        self,
+        texts: list[str],
+        embeddings: np.ndarray | None,
+        image_features: np.ndarray,
+        has_image: np.ndarray,
     ) -> BranchOutputs:
         text_scores = self.text_head.scores(self.tfidf.transform(texts))
         embed_logp = None
@@ -44,10 +48,19 @@ class FusedModel:
         return BranchOutputs(text_scores, embed_logp, image_logp, has_image)
 
     def predict_proba(
-        self, texts: list[str], embeddings: np.ndarray | None, image_features: np.ndarray, has_image: np.ndarray
+        self,
+        texts: list[str],
+        embeddings: np.ndarray | None,
+        image_features: np.ndarray,
+        has_image: np.ndarray,
     ) -> np.ndarray:
-        b = self.branches(texts, embeddings, image_features, has_image)
-        return self.fusion.proba(stack_branches(b.text_scores, b.embed_logp, b.image_logp, has_image), has_image)
+        return self.fuse(self.branches(texts, embeddings, image_features, has_image), has_image)
+
+    def fuse(self, b: BranchOutputs, has_image: np.ndarray) -> np.ndarray:
+        """Fused probabilities; ``has_image`` False everywhere gives the text-only model's answer."""
+        return self.fusion.proba(
+            stack_branches(b.text_scores, b.embed_logp, b.image_logp, has_image), has_image
+        )
 
 
 def embed(embedder: TextEmbedder | None, texts: list[str], progress: bool = False) -> np.ndarray | None:

@@ -72,7 +72,9 @@ class TfidfFeatures:
     # -- safe persistence: vocabularies in JSON, idf weights in npz; nothing executes on load --
     def save(self, directory: Path) -> list[str]:
         assert self.word is not None and self.char is not None
-        meta: dict[str, Any] = {"config": {k: getattr(self.config, k) for k in self.config.__dataclass_fields__}}
+        meta: dict[str, Any] = {
+            "config": {k: getattr(self.config, k) for k in self.config.__dataclass_fields__}
+        }
         for name, vec in (("word", self.word), ("char", self.char)):
             vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.__getitem__)
             meta[f"{name}_vocabulary"] = vocab
@@ -92,7 +94,9 @@ class TfidfFeatures:
             vocab = meta[f"{name}_vocabulary"]
             weights = idf[f"{name}_idf"]
             if len(vocab) != len(weights):
-                raise ValueError(f"tfidf: {name} vocabulary has {len(vocab)} terms but {len(weights)} weights")
+                raise ValueError(
+                    f"tfidf: {name} vocabulary has {len(vocab)} terms but {len(weights)} weights"
+                )
             vec.vocabulary_ = {term: i for i, term in enumerate(vocab)}
             vec.idf_ = weights
         return out

@@ -77,7 +77,9 @@ class _Timer:
 def _folds(y: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     smallest = int(np.unique(y, return_counts=True)[1].min())
     n_splits = max(2, min(folds, smallest))
-    return list(StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    return list(
+        StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+    )
 
 
 def fit_model(
@@ -94,7 +96,9 @@ def fit_model(
     timer = _Timer()
     products = dataset.products[dataset.products["label"].notna()]
     if len(products) < 2 * cfg.folds:
-        raise ValueError(f"{len(products)} labelled products: too few to train (need at least {2 * cfg.folds})")
+        raise ValueError(
+            f"{len(products)} labelled products: too few to train (need at least {2 * cfg.folds})"
+        )
     texts = products["text"].tolist()
     y = products["label"].to_numpy(dtype=np.int64)
     image_only = dataset.image_only
@@ -126,9 +130,9 @@ def fit_model(
     oof_img = np.zeros((n, k))
     with timer.step("out_of_fold"):
         for train_idx, test_idx in folds:
-            oof_text[test_idx] = fit_svm(x_text[train_idx], y[train_idx], classes, cfg.svm_c, cfg.seed).scores(
-                x_text[test_idx]
-            )
+            oof_text[test_idx] = fit_svm(
+                x_text[train_idx], y[train_idx], classes, cfg.svm_c, cfg.seed
+            ).scores(x_text[test_idx])
             if x_emb is not None and oof_emb is not None:
                 head = fit_logistic(x_emb[train_idx], y[train_idx], classes, cfg.embed_c, cfg.seed)
                 oof_emb[test_idx] = head.log_proba(x_emb[test_idx])
@@ -169,7 +173,7 @@ def fit_model(
             "products": int(n),
             "products_with_image": int(has_img.sum()),
             "products_text_only": int(n - has_img.sum()),
-            "image_only": int(len(io_y)),
+            "image_only": len(io_y),
             "extra_labels_ignored": int(dataset.extra_labels),
         },
         "class_counts": {str(c): int(v) for c, v in zip(*np.unique(y, return_counts=True), strict=True)},
@@ -181,7 +185,10 @@ def fit_model(
             "weighted_f1": _weighted_f1(y, oof_pred),
             "accuracy": float((oof_pred == y).mean()),
             "ece": expected_calibration_error(oof_proba, y_idx),
-            "fusion_weights": {"without_image": fusion.weights[0].tolist(), "with_image": fusion.weights[1].tolist()},
+            "fusion_weights": {
+                "without_image": fusion.weights[0].tolist(),
+                "with_image": fusion.weights[1].tolist(),
+            },
         },
         "timings_s": timer.timings,
         "config": cfg.to_dict(),
