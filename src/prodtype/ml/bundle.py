@@ -240,8 +240,11 @@ class ModelBundle:
         return Prediction(top[0].prdtypecode, top[0].category, top[0].probability, top, has_image)
 
     def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]:
-        from prodtype.data.text import join_text
+        from prodtype.data.text import clean_text, join_text
 
+        for i, p in enumerate(products):
+            if not clean_text(p.designation):
+                raise ValueError(f"product {i}: the designation is empty; every product needs a title")
         texts = [join_text(p.designation, p.description) for p in products]
         feats = np.zeros((len(products), self.model.image_head.coef.shape[1]), np.float32)
         has = np.zeros(len(products), bool)
