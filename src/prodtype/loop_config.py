@@ -6,8 +6,10 @@ settings and the loop's can change independently; nothing happens at import time
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +50,9 @@ class LoopSettings(BaseSettings):
     live_accuracy_window: int = Field(default=200, ge=1)
     live_accuracy_min_reviews: int = Field(default=50, ge=1)
 
+    # Training: a JSON file of prodtype.ml.train.TrainConfig fields (default: TrainConfig's defaults).
+    train_config_file: Path | None = None
+
     # Serving follows the champion alias.
     follow_champion: bool = True
     champion_poll_seconds: float = Field(default=10.0, gt=0)
@@ -59,6 +64,19 @@ class LoopSettings(BaseSettings):
                 "PRODTYPE_EVAL_X_PATH and PRODTYPE_EVAL_Y_PATH must be set together (or neither)"
             )
         return self
+
+    def train_config(self) -> dict[str, Any] | None:
+        if self.train_config_file is None:
+            return None
+        try:
+            data = json.loads(self.train_config_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"PRODTYPE_TRAIN_CONFIG_FILE {self.train_config_file}: cannot be read ({exc})"
+            ) from None
+        if not isinstance(data, dict):
+            raise ValueError(f"PRODTYPE_TRAIN_CONFIG_FILE {self.train_config_file}: expected a JSON object")
+        return data
 
     def tracking_uri(self, settings: Settings) -> str:
         if self.mlflow_tracking_uri:

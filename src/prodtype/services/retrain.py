@@ -59,7 +59,7 @@ class LoopContext:
     def from_settings(cls, settings: Settings | None = None, loop: LoopSettings | None = None) -> LoopContext:
         settings = settings or get_settings()
         loop = loop or get_loop_settings()
-        return cls(settings, loop, Registry.from_settings(settings, loop))
+        return cls(settings, loop, Registry.from_settings(settings, loop), train_config=loop.train_config())
 
     @property
     def work_dir(self) -> Path:
@@ -211,22 +211,31 @@ def train(ctx: LoopContext, run_dir: Path, *, shuffle_labels: bool = False, prog
 
 
 def _train_default(ctx: LoopContext) -> Callable[[Dataset, Path, bool], Path]:
-    from prodtype.ml.train import train_model
+    from prodtype.ml.train import TrainConfig, train_model
+
+    config = TrainConfig(**ctx.train_config) if isinstance(ctx.train_config, dict) else ctx.train_config
 
     def run(data: Dataset, out_dir: Path, progress: bool) -> Path:
-        cache = ctx.settings.resolved_image_cache_dir
-        return Path(train_model(data, out_dir, ctx.train_config, image_cache_dir=cache, progress=progress))
+        images = ctx.settings.resolved_image_cache_dir
+        texts = images.parent / "text-embeddings"  # beside it, as `prodtype train` lays them out
+        return Path(
+            train_model(
+                data, out_dir, config, image_cache_dir=images, text_cache_dir=texts, progress=progress
+            )
+        )
 
     return run
 
 
-def score_bundle(bundle: Path, data: Dataset, report_dir: Path) -> dict[str, Any]:
+def score_bundle(
+    bundle: Path, data: Dataset, report_dir: Path, image_cache_dir: Path | None = None
+) -> dict[str, Any]:
     """Evaluate a bundle on ``data`` and write the report (markdown + plots) to ``report_dir``."""
     from prodtype.ml.bundle import load_bundle
     from prodtype.ml.evaluate import evaluate as evaluate_model
     from prodtype.ml.evaluate import write_report
 
-    result = evaluate_model(load_bundle(bundle), data)
+    result = evaluate_model(load_bundle(bundle), data, image_cache_dir=image_cache_dir)
     write_report(result, report_dir)
     metrics: dict[str, Any] = result.to_dict()
     return metrics
@@ -234,7 +243,10 @@ def score_bundle(bundle: Path, data: Dataset, report_dir: Path) -> dict[str, Any
 
 def _score(ctx: LoopContext, bundle: Path, split: EvalSplit, report_dir: Path) -> dict[str, Any]:
     report_dir.mkdir(parents=True, exist_ok=True)
-    metrics = (ctx.scorer or score_bundle)(bundle, split.eval, report_dir)
+    if ctx.scorer is not None:
+        metrics = ctx.scorer(bundle, split.eval, report_dir)
+    else:
+        metrics = score_bundle(bundle, split.eval, report_dir, ctx.settings.resolved_image_cache_dir)
     (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     return metrics
 
