@@ -47,6 +47,7 @@ def loop_settings() -> LoopSettings:
         retrain_min_new_reviews=5,
         live_accuracy_min_reviews=4,
         champion_poll_seconds=0.2,
+        promotion_min_class_support=5,
     )
 
 

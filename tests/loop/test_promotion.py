@@ -52,7 +52,7 @@ def test_weighted_f1_must_beat_the_champion_by_the_margin(
 def test_a_class_that_drops_too_far_blocks_promotion() -> None:
     champion = result(0.70, **{"10": (0.90, 30), "2583": (0.60, 30)})
     candidate = result(0.75, **{"10": (0.60, 30), "2583": (0.90, 30)})
-    d = decide(candidate, champion, rules(promotion_max_class_f1_drop=0.2))
+    d = decide(candidate, champion, rules(promotion_max_class_f1_drop=0.2, promotion_min_class_support=5))
     assert not d.promote
     assert d.worst_class == "10" and d.worst_class_drop == pytest.approx(0.3)
     assert "class 10 loses 0.3000" in d.reason
@@ -69,5 +69,5 @@ def test_small_classes_are_not_held_to_the_drop_limit() -> None:
 def test_a_class_missing_from_the_candidate_counts_as_zero_f1() -> None:
     champion = result(0.70, **{"10": (0.50, 30), "2583": (0.60, 30)})
     candidate = result(0.80, **{"2583": (0.90, 30)})
-    d = decide(candidate, champion, rules(promotion_max_class_f1_drop=0.3))
+    d = decide(candidate, champion, rules(promotion_max_class_f1_drop=0.3, promotion_min_class_support=5))
     assert not d.promote and d.worst_class == "10"
