@@ -107,7 +107,13 @@ def train_default_model(settings: Settings) -> Path:
     dataset = load_dataset(files["x"], files["y"], files["images"], files["image_only"])  # type: ignore[arg-type]
     out_dir = settings.models_dir / datetime.now(UTC).strftime("model-%Y%m%dT%H%M%SZ")
     console.print(f"No model configured: training one on {len(dataset)} products from {settings.data_dir}")
-    train_model(dataset, out_dir)
+    # Features are cached under the storage folder: a second training on the same photos and texts is fast.
+    train_model(
+        dataset,
+        out_dir,
+        image_cache_dir=settings.resolved_image_cache_dir,
+        text_cache_dir=settings.storage_dir / "cache" / "text-embeddings",
+    )
     return out_dir
 
 

@@ -19,7 +19,7 @@ from prodtype.catalog import load_catalog
 from prodtype.config import Settings, get_settings
 from prodtype.db import migrate
 from prodtype.db.engine import describe_url, make_engine, make_sessionmaker
-from prodtype.services.model_holder import ModelHolder, find_model, load_model
+from prodtype.services.model_holder import ModelHolder, find_model, load_warm
 from prodtype.services.storage import ImageStore
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ def _load_configured_model(settings: Settings, holder: ModelHolder) -> None:
     if path is None:
         log.warning("no model found (PRODTYPE_MODEL_PATH unset, none under %s)", settings.models_dir)
         return
-    holder.swap(load_model(path))
+    holder.swap(load_warm(path, settings))
     log.info("serving model %s from %s", holder.version, path)
 
 
