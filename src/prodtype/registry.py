@@ -413,7 +413,7 @@ class Registry:
     def rollback(self, *, reason: str = "rollback", actor: str | None = None) -> ModelVersionInfo:
         """Give the champion alias back to the champion before the current one."""
         with self._locked():
-            current = self._aliases().get(CHAMPION)
+            current = self._aliases().get(CHAMPION) if self.has_model() else None
             if current is None:
                 raise RegistryError(f"{self.model_name} has no champion to roll back from")
             previous = self.previous_champion()
