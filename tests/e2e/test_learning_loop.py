@@ -11,7 +11,9 @@ One scenario, in order (the tests share the world built by the module fixture):
    candidate on shuffled labels: it is registered as a challenger, not promoted.
 4. Rollback restores the previous champion, and the server follows.
 5. A retrain killed while training leaves the registry and the champion as they were.
-6. The monitoring DAG reports live accuracy, the class mix and the review backlog.
+6. A bundle that fails its checks is refused (over the API, and when promoted behind the service's back)
+   while the old model keeps serving.
+7. The monitoring DAG reports live accuracy, the class mix and the review backlog.
 """
 
 from __future__ import annotations
@@ -384,6 +386,36 @@ def test_a_killed_retrain_leaves_registry_and_champion_unchanged(world: World) -
     assert world.health()["model_version"] == "prodtype/v1"
     with world.client() as c:
         assert not c.get(f"{API}/retrain/status", headers=world.auth("admin")).json()["running"]  # lock freed
+
+
+def test_a_bundle_that_fails_its_checks_is_refused_and_the_old_model_keeps_serving(world: World) -> None:
+    from prodtype.config import Settings
+    from prodtype.loop_config import LoopSettings
+    from prodtype.registry import CHAMPION, Registry
+
+    registry = Registry.from_settings(
+        Settings(_env_file=None, storage_dir=world.storage),  # type: ignore[call-arg]
+        LoopSettings(_env_file=None),  # type: ignore[call-arg]
+    )
+    bundle = registry.local_bundle(3)
+    victim = next(p for p in sorted(bundle.iterdir()) if p.suffix == ".npz")
+    victim.write_bytes(victim.read_bytes() + b"tampered")
+    with world.client() as c:
+        r = c.post(f"{API}/models/3/promote", headers=world.auth("admin"))
+        assert r.status_code == 422 and "refused" in r.json()["detail"], r.text
+    assert registry.alias_version(CHAMPION) == 1
+
+    # Promoted behind the service's back (another tool, no checks): the service refuses to load it.
+    registry.promote(3, reason="e2e: a corrupt bundle", actor="test")
+    deadline = time.time() + 60
+    while "3" not in world.models()["follower"]["refused"]:
+        assert time.time() < deadline, world.models()["follower"]
+        time.sleep(0.5)
+    assert world.health()["model_version"] == "prodtype/v1"
+    with world.client() as c:
+        row = next(world.held_back.itertuples())
+        assert world.predict(c, row).json()["model_version"] == "prodtype/v1"
+    assert registry.rollback(reason="e2e: undo").version == 1
 
 
 def test_monitoring_reports_live_accuracy_class_mix_and_backlog(world: World, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from prodtype.loop_config import LoopSettings
 from prodtype.registry import Registry
 from prodtype.services.champion import ChampionFollower
+from prodtype.services.model_holder import load_warm
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,14 @@ def install_loop(app: FastAPI, loop: LoopSettings | None = None) -> None:
             loop_settings: LoopSettings = a.state.loop_settings
             registry = Registry.from_settings(a.state.settings, loop_settings)
             a.state.registry = registry
+            settings = a.state.settings
             follower = ChampionFollower(
-                a.state.model_holder, registry, loop_settings, known_codes=list(a.state.catalog.codes)
+                a.state.model_holder,
+                registry,
+                loop_settings,
+                known_codes=list(a.state.catalog.codes),
+                # the settings' thread count and pixel limit, warmed up before it takes requests
+                loader=lambda path: load_warm(path, settings),
             )
             a.state.champion_follower = follower
             if loop_settings.follow_champion and registry.store_exists():
