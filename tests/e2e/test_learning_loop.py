@@ -310,12 +310,26 @@ def test_reviews_retrain_and_the_new_champion_is_served_without_restart(world: W
     )
 
 
-def test_a_candidate_trained_on_shuffled_labels_is_not_promoted(world: World, tmp_path: Path) -> None:
-    """Through the real Airflow DAG (end to end); through the CLI steps when Airflow is not installed."""
-    from loop.airflow_support import AIRFLOW_VENV, airflow_env, migrate, run_airflow
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """A migrated Airflow home for the DAG runs, or None without the Airflow virtualenv."""
+    from loop.airflow_support import AIRFLOW_VENV, migrate
 
-    if (AIRFLOW_VENV / "bin" / "airflow").is_file():
-        migrate(tmp_path)
+    if not (AIRFLOW_VENV / "bin" / "airflow").is_file():
+        return None
+    home = tmp_path_factory.mktemp("airflow-home")
+    migrate(home)
+    return home
+
+
+def test_a_candidate_trained_on_shuffled_labels_is_not_promoted(
+    world: World, airflow_home: Path | None
+) -> None:
+    """Through the real Airflow DAG (end to end); through the CLI steps when Airflow is not installed."""
+    from loop.airflow_support import airflow_env, run_airflow
+
+    if airflow_home is not None:
+        tmp_path = airflow_home
         env = airflow_env(
             tmp_path,
             {
@@ -324,7 +338,9 @@ def test_a_candidate_trained_on_shuffled_labels_is_not_promoted(world: World, tm
             },
         )
         conf = json.dumps({"force": True, "shuffle_labels": True})
-        proc = run_airflow(["dags", "test", "prodtype_retrain", "-c", conf], env, 1500, tmp_path / "dag.log")
+        proc = run_airflow(
+            ["dags", "test", "prodtype_retrain", "-c", conf], env, 1500, tmp_path / "retrain-dag.log"
+        )
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0 and "state=success" in out, out[-5000:]
         via = "airflow"
@@ -418,8 +434,10 @@ def test_a_bundle_that_fails_its_checks_is_refused_and_the_old_model_keeps_servi
     assert registry.rollback(reason="e2e: undo").version == 1
 
 
-def test_monitoring_reports_live_accuracy_class_mix_and_backlog(world: World, tmp_path: Path) -> None:
-    from loop.airflow_support import AIRFLOW_VENV, airflow_env, migrate, run_airflow
+def test_monitoring_reports_live_accuracy_class_mix_and_backlog(
+    world: World, airflow_home: Path | None
+) -> None:
+    from loop.airflow_support import airflow_env, run_airflow
 
     with world.client() as c:
         pending = c.get(
@@ -427,8 +445,8 @@ def test_monitoring_reports_live_accuracy_class_mix_and_backlog(world: World, tm
         ).json()["count"]
     assert pending > 0
     out = world.storage / "loop" / "monitoring"
-    if (AIRFLOW_VENV / "bin" / "airflow").is_file():
-        migrate(tmp_path)
+    if airflow_home is not None:
+        tmp_path = airflow_home
         env = airflow_env(
             tmp_path,
             {
@@ -436,7 +454,7 @@ def test_monitoring_reports_live_accuracy_class_mix_and_backlog(world: World, tm
                 "PRODTYPE_CLI": str(PRODTYPE),
             },
         )
-        proc = run_airflow(["dags", "test", "prodtype_monitoring"], env, 600, tmp_path / "dag.log")
+        proc = run_airflow(["dags", "test", "prodtype_monitoring"], env, 600, tmp_path / "monitoring-dag.log")
         assert proc.returncode == 0 and "state=success" in proc.stdout + proc.stderr, proc.stdout[-4000:]
         report = json.loads(sorted(out.glob("monitoring-*.json"))[-1].read_text())
     else:
