@@ -26,8 +26,8 @@ from prodtype.services import users
 from prodtype.services.errors import ServiceError
 from prodtype.services.model_holder import find_model
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # no hard line breaks in logs (paths, URLs)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class RoleChoice(enum.StrEnum):

@@ -45,6 +45,9 @@ class Server:
 def running_server(command: str, env: dict[str, str], startup_timeout: float = 180.0) -> Iterator[Server]:
     """Run ``prodtype <command> --port N`` with ``env`` added; yield once /api/v1/health answers."""
     port = free_port()
+    workdir = env.get("PRODTYPE_STORAGE_DIR")
+    if workdir:  # run from there, so that no .env of the developer's is read
+        Path(workdir).mkdir(parents=True, exist_ok=True)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("PRODTYPE_")}
     full_env |= {"PRODTYPE_DATA_DIR": os.environ.get("PRODTYPE_DATA_DIR", ""), **env}
     full_env = {k: v for k, v in full_env.items() if v}
@@ -54,7 +57,7 @@ def running_server(command: str, env: dict[str, str], startup_timeout: float = 1
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        cwd=env.get("PRODTYPE_STORAGE_DIR"),
+        cwd=workdir,
     )
     server = Server(f"http://127.0.0.1:{port}", process)
     assert process.stdout is not None
