@@ -2,8 +2,8 @@
 
 For each kind of request (with a photo, text only) it sends ``--requests`` requests one after the other over
 HTTP on localhost and reports p50 / p95 / mean in milliseconds. Baseline, measured in the same run on the
-same products: the model's ``predict`` called in this process (no HTTP, no database, no storage); the ratio
-is what the service adds on top of inference.
+same products and interleaved with the requests: the model's ``predict`` called in this process (no HTTP, no
+database, no storage); the ratio is what the service adds on top of inference.
 
     python benchmarks/bench_serving.py [--data ../shared/data/rakuten] [--model BUNDLE] [--requests 200]
 
@@ -42,15 +42,22 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def timed(fn: Callable[[int], object], count: int, warmup: int = 10) -> list[float]:
+def timed_pair(
+    first: Callable[[int], object], second: Callable[[int], object], count: int, warmup: int = 10
+) -> tuple[list[float], list[float]]:
+    """Milliseconds per call of ``first`` and ``second``, called alternately on the same inputs."""
     for i in range(warmup):
-        fn(i)
-    out = []
+        first(i)
+        second(i)
+    a, b = [], []
     for i in range(count):
         start = time.perf_counter()
-        fn(i)
-        out.append((time.perf_counter() - start) * 1000)
-    return out
+        first(i)
+        middle = time.perf_counter()
+        second(i)
+        a.append((middle - start) * 1000)
+        b.append((time.perf_counter() - middle) * 1000)
+    return a, b
 
 
 def load_products(data: Path, count: int) -> tuple[list[tuple[str, str]], list[bytes]]:
@@ -64,9 +71,8 @@ def load_products(data: Path, count: int) -> tuple[list[tuple[str, str]], list[b
 
 
 def train_bundle(data: Path, out: Path) -> Path:
-    from prodtype.ml.train import train_model
-
     from prodtype.data.challenge import find_challenge_files, load_dataset
+    from prodtype.ml.train import train_model
 
     files = find_challenge_files(data)
     dataset = load_dataset(files["x"], files["y"], files["images"], files["image_only"])  # type: ignore[arg-type]
@@ -130,11 +136,6 @@ def main(argv: list[str] | None = None) -> int:
         predictor = load_model(model)
         console.print(f"model {predictor.version} from {model}; {args.requests} requests per row")
 
-        direct_image = timed(
-            lambda i: predictor.predict(*texts[i], image=photos[i % len(photos)]), args.requests
-        )
-        direct_text = timed(lambda i: predictor.predict(*texts[i]), args.requests)
-
         process, url, _lines = start_server(model, Path(tmp) / "storage")
         try:
             with httpx.Client(base_url=url, timeout=60) as client:
@@ -156,8 +157,15 @@ def main(argv: list[str] | None = None) -> int:
                     if response.status_code != 201:
                         raise SystemExit(f"request {i} failed: {response.status_code} {response.text}")
 
-                http_image = timed(lambda i: post(i, True), args.requests)
-                http_text = timed(lambda i: post(i, False), args.requests)
+                # Interleaved, so that the load of the machine weighs on the figure and its baseline alike.
+                http_image, direct_image = timed_pair(
+                    lambda i: post(i, True),
+                    lambda i: predictor.predict(*texts[i], image=photos[i % len(photos)]),
+                    args.requests,
+                )
+                http_text, direct_text = timed_pair(
+                    lambda i: post(i, False), lambda i: predictor.predict(*texts[i]), args.requests
+                )
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(timeout=30)
