@@ -14,7 +14,10 @@ from fastapi.testclient import TestClient
 
 from prodtype.api.app import create_app
 from prodtype.config import Settings
+from prodtype.ml.predictor import Prediction as ModelOutput
+from prodtype.services import predictions, users
 from prodtype.services.model_holder import ModelHolder, load_model
+from prodtype.services.predictions import CheckedSubmission
 from prodtype.services.security import create_access_token
 from service_support.databases import (  # noqa: F401 (fixtures)
     backend,
@@ -78,6 +81,29 @@ def predict(client: TestClient, auth: Callable[[str], Headers]) -> Callable[...,
     return submit
 
 
+PRODUCT = "Piscine tubulaire ronde 3,05 x 0,76 m avec pompe de filtration"
+
+
+@pytest.fixture(scope="session")
+def model_answer(model_holder: ModelHolder) -> ModelOutput:
+    """What the real model answers for one product with its photo, computed once per session."""
+    return model_holder.get().predict(PRODUCT, "", photo(2))
+
+
 @pytest.fixture
-def with_image() -> bytes:
-    return photo(0)
+def stored_prediction(app: FastAPI, model_answer: ModelOutput) -> Callable[[str], int]:
+    """Record a prediction (the real model's answer, computed once) as ``username``; returns its id.
+
+    For tests that need a prediction to act on (review, roles, bad input) without running inference again;
+    submitting through the API is tested in test_predictions.py."""
+
+    def make(username: str = "carl") -> int:
+        submission = CheckedSubmission(PRODUCT, "", photo(2), "image/jpeg")
+        with app.state.sessions() as session:
+            user = users.get_user(session, username)
+            row = predictions.record_prediction(
+                session, app.state.store, submission, model_answer, app.state.model_holder.version, user
+            )
+            return row.id
+
+    return make

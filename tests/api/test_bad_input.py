@@ -17,7 +17,7 @@ from service_support import images
 
 from .conftest import API, Headers
 
-Predict = Callable[..., dict[str, Any]]
+Stored = Callable[[str], int]
 
 
 def assert_error(response: Any, status: int, *phrases: str) -> None:
@@ -114,9 +114,9 @@ def test_image_part_with_a_non_image_type(client: TestClient, auth: Callable[[st
 
 
 def test_json_endpoints_need_json(
-    client: TestClient, auth: Callable[[str], Headers], predict: Predict
+    client: TestClient, auth: Callable[[str], Headers], stored_prediction: Stored
 ) -> None:
-    pid = predict()["id"]
+    pid = stored_prediction("carl")
     response = client.post(
         f"{API}/predictions/{pid}/review", data={"decision": "accept"}, headers=auth("rita")
     )
@@ -139,9 +139,9 @@ def test_json_endpoints_need_json(
     ids=["truncated", "empty", "array", "bad-decision", "bad-code-type", "extra-field", "missing"],
 )
 def test_malformed_review_bodies(
-    client: TestClient, auth: Callable[[str], Headers], predict: Predict, body: bytes, phrase: str
+    client: TestClient, auth: Callable[[str], Headers], stored_prediction: Stored, body: bytes, phrase: str
 ) -> None:
-    pid = predict()["id"]
+    pid = stored_prediction("carl")
     headers = {**auth("rita"), "content-type": "application/json"}
     response = client.post(f"{API}/predictions/{pid}/review", content=body, headers=headers)
     assert_error(response, 422, phrase)
@@ -150,9 +150,9 @@ def test_malformed_review_bodies(
 
 @pytest.mark.parametrize("code", [1234, 0, -10, 99999999999])
 def test_unknown_product_type_code(
-    client: TestClient, auth: Callable[[str], Headers], predict: Predict, code: int
+    client: TestClient, auth: Callable[[str], Headers], stored_prediction: Stored, code: int
 ) -> None:
-    pid = predict()["id"]
+    pid = stored_prediction("carl")
     response = client.patch(f"{API}/predictions/{pid}", json={"prdtypecode": code}, headers=auth("rita"))
     assert_error(response, 422, f"unknown product type code {code}")
     response = client.post(
@@ -163,8 +163,10 @@ def test_unknown_product_type_code(
     assert_error(response, 422, f"unknown product type code {code}")
 
 
-def test_reject_with_a_code(client: TestClient, auth: Callable[[str], Headers], predict: Predict) -> None:
-    pid = predict()["id"]
+def test_reject_with_a_code(
+    client: TestClient, auth: Callable[[str], Headers], stored_prediction: Stored
+) -> None:
+    pid = stored_prediction("carl")
     response = client.post(
         f"{API}/predictions/{pid}/review",
         json={"decision": "reject", "prdtypecode": 10},
@@ -194,8 +196,10 @@ def test_non_numeric_prediction_id(client: TestClient, auth: Callable[[str], Hea
     assert_error(client.get(f"{API}/predictions/abc", headers=auth("admin")), 422, "prediction_id")
 
 
-def test_already_reviewed(client: TestClient, auth: Callable[[str], Headers], predict: Predict) -> None:
-    pid = predict()["id"]
+def test_already_reviewed(
+    client: TestClient, auth: Callable[[str], Headers], stored_prediction: Stored
+) -> None:
+    pid = stored_prediction("carl")
     url = f"{API}/predictions/{pid}/review"
     assert client.post(url, json={"decision": "reject"}, headers=auth("rita")).status_code == 200
     assert_error(client.post(url, json={"decision": "accept"}, headers=auth("rita")), 409, "already reviewed")
@@ -284,11 +288,11 @@ GARBAGE: list[dict[str, Any]] = [
 
 
 def test_garbage_on_every_route_is_never_a_500(
-    app: FastAPI, client: TestClient, auth: Callable[[str], Headers], predict: Predict
+    app: FastAPI, client: TestClient, auth: Callable[[str], Headers], stored_prediction: Stored
 ) -> None:
     from .test_roles import app_routes
 
-    pid = predict()["id"]
+    pid = stored_prediction("carl")
     for method, path in sorted(app_routes(app)):
         url = path.replace("{prediction_id}", str(pid)).replace("{username}", "cora")
         for garbage in GARBAGE:

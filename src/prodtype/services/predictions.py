@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from prodtype.db.models import Prediction, Role, Status, User
 from prodtype.ml.image import ACCEPTED_FORMATS, ImageError
+from prodtype.ml.predictor import Prediction as ModelOutput
 from prodtype.ml.predictor import Predictor
 from prodtype.services import audit
 from prodtype.services.errors import (
@@ -131,11 +132,23 @@ def create_prediction(
     user: User,
     k: int = 5,
 ) -> Prediction:
-    """Predict and record the prediction (and its image)."""
+    """Predict with ``model`` and record its answer (and the image)."""
     try:
         result = model.predict(submission.designation, submission.description, submission.image, k=k)
     except ImageError as exc:  # corrupt or truncated pixel data, found while decoding
         raise InvalidInputError(f"the image cannot be used: {exc}") from exc
+    return record_prediction(session, store, submission, result, model.version, user)
+
+
+def record_prediction(
+    session: Session,
+    store: ImageStore,
+    submission: CheckedSubmission,
+    result: ModelOutput,
+    model_version: str,
+    user: User,
+) -> Prediction:
+    """Record what a model answered for a submission: a pending prediction, its image, an audit event."""
     row = Prediction(
         designation=submission.designation,
         description=submission.description,
@@ -145,7 +158,7 @@ def create_prediction(
             {"prdtypecode": int(c.prdtypecode), "category": c.category, "probability": float(c.probability)}
             for c in result.top_k
         ],
-        model_version=model.version,
+        model_version=model_version,
         status=Status.PENDING.value,
         created_by_id=user.id,
     )
