@@ -70,3 +70,14 @@ def test_users_list_set_role_disable(cli: typer.Typer, session: Session) -> None
     assert code == 1 and "last active admin" in out
     code, out = run(cli, "users", "set-role", "ghost", "admin")
     assert code == 1 and "no user named 'ghost'" in out
+
+
+def test_run_without_a_model_or_data_says_what_to_set(
+    cli: typer.Typer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PRODTYPE_MODEL_PATH", raising=False)
+    monkeypatch.delenv("PRODTYPE_DATA_DIR", raising=False)
+    get_settings.cache_clear()
+    code, out = run(cli, "run")
+    assert code != 0
+    assert "PRODTYPE_MODEL_PATH" in out and "PRODTYPE_DATA_DIR" in out

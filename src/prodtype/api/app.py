@@ -13,6 +13,7 @@ import prodtype
 from prodtype.api.errors import register_exception_handlers
 from prodtype.api.limits import RequestSizeLimit
 from prodtype.api.loop import install_loop
+from prodtype.api.metrics import install_metrics
 from prodtype.api.routes import audit, auth, categories, health, models, predictions, retrain, users
 from prodtype.api.schemas import API_PREFIX
 from prodtype.catalog import load_catalog
@@ -21,6 +22,7 @@ from prodtype.db import migrate
 from prodtype.db.engine import describe_url, make_engine, make_sessionmaker
 from prodtype.services.model_holder import ModelHolder, find_model, load_warm
 from prodtype.services.storage import ImageStore
+from prodtype.web.routes import install_web
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     for module in (auth, predictions, categories, health, users, audit, models, retrain):
         api.include_router(module.router)
     app.include_router(api)
+    install_metrics(app)  # /metrics, and counting requests and predictions
+    install_web(app)  # the pages at /
     install_loop(app)  # the registry, and following the champion alias
     register_exception_handlers(app)
     return app

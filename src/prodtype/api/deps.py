@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from prodtype.api.metrics import instrument
 from prodtype.catalog import Catalog
 from prodtype.config import Settings
 from prodtype.db.engine import session_scope
@@ -54,7 +55,7 @@ async def get_store(request: Request) -> ImageStore:
 
 async def get_model(request: Request) -> Predictor:
     holder: ModelHolder = request.app.state.model_holder
-    return holder.get()
+    return instrument(request.app, holder.get())  # counted and timed for /metrics
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -1,0 +1,197 @@
+"""Prometheus metrics at ``/metrics``: requests by route and status, predictions by predicted type,
+prediction latency and the model being served.
+
+Only aggregates are exported (counts and timings by route template, type code and model version), never
+usernames, ids or product text, so the endpoint needs no login. Each app has its own registry, so that
+several apps in one process (the tests) do not share counters. With several worker processes each one
+counts its own requests; serve one worker per container and scale containers (see deploy/).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import iter_route_contexts
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.routing import get_route_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from prodtype.ml.predictor import Prediction, Predictor, ProductInput
+from prodtype.services.model_holder import ModelHolder
+
+METRICS_PATH = "/metrics"
+UNMATCHED = "<unmatched>"  # requests no route answers: their paths would make the label set unbounded
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self, holder: ModelHolder) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "prodtype_http_requests",
+            "HTTP requests answered, by method, route template and status code",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.request_seconds = Histogram(
+            "prodtype_http_request_duration_seconds",
+            "Time to answer an HTTP request, by method, route template and status code",
+            ["method", "route", "status"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "prodtype_predictions",
+            "Products classified, by predicted product type code",
+            ["prdtypecode"],
+            registry=self.registry,
+        )
+        self.prediction_seconds = Histogram(
+            "prodtype_prediction_duration_seconds",
+            "Time the model takes to classify one product (text, and photo when has_image)",
+            ["has_image"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(_ModelCollector(holder))
+
+    def observe_prediction(self, result: Prediction, seconds: float, has_image: bool) -> None:
+        self.predictions.labels(prdtypecode=str(result.prdtypecode)).inc()
+        self.prediction_seconds.labels(has_image=str(has_image).lower()).observe(seconds)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _ModelCollector(Collector):
+    """The served model, read at scrape time: a swap by the champion follower shows at the next scrape."""
+
+    def __init__(self, holder: ModelHolder) -> None:
+        self.holder = holder
+
+    def collect(self) -> Iterable[Metric]:
+        version = self.holder.version
+        info = GaugeMetricFamily(
+            "prodtype_model_info", "The model version being served (value 1)", labels=["version"]
+        )
+        if version is not None:
+            info.add_metric([version], 1.0)
+        yield info
+        yield GaugeMetricFamily(
+            "prodtype_model_loaded", "1 when a model is loaded, 0 otherwise", value=float(version is not None)
+        )
+
+
+class InstrumentedPredictor:
+    """A predictor that reports each prediction's type and duration; everything else is the inner one's."""
+
+    def __init__(self, inner: Predictor, metrics: Metrics) -> None:
+        self._inner = inner
+        self._metrics = metrics
+
+    @property
+    def version(self) -> str:
+        return self._inner.version
+
+    @property
+    def classes(self) -> list[int]:
+        return self._inner.classes
+
+    def predict(
+        self, designation: str, description: str = "", image: bytes | None = None, k: int = 5
+    ) -> Prediction:
+        start = time.perf_counter()
+        result = self._inner.predict(designation, description, image, k=k)
+        self._metrics.observe_prediction(result, time.perf_counter() - start, image is not None)
+        return result
+
+    def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]:
+        start = time.perf_counter()
+        results = self._inner.predict_many(products, k=k)
+        each = (time.perf_counter() - start) / max(len(results), 1)
+        for product, result in zip(products, results, strict=False):
+            self._metrics.observe_prediction(result, each, product.image is not None)
+        return results
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def instrument(app: Any, predictor: Predictor) -> Predictor:
+    """``predictor`` reporting to ``app``'s metrics, or unchanged when the app has none."""
+    metrics: Metrics | None = getattr(app.state, "metrics", None)
+    return predictor if metrics is None else InstrumentedPredictor(predictor, metrics)
+
+
+class RouteTemplates:
+    """The template of the route a path belongs to (``/api/v1/predictions/{prediction_id}``), matched like
+    the router does, over every route, those of included routers too. (What a request's scope names is the
+    route inside its router, without the prefixes, so it cannot tell the API's routes from the pages'.)"""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self._routes: list[tuple[re.Pattern[str], str]] | None = None
+
+    def _table(self) -> list[tuple[re.Pattern[str], str]]:
+        if self._routes is None:  # on the first request: every route has been added by then
+            self._routes = [
+                (ctx.path_regex, ctx.path_format)
+                for ctx in iter_route_contexts(self.app.routes)
+                if isinstance(getattr(ctx, "path_regex", None), re.Pattern) and ctx.path_format
+            ]
+        return self._routes
+
+    def find(self, path: str) -> str:
+        for regex, template in self._table():
+            if regex.match(path):
+                return template
+        return UNMATCHED
+
+
+class RequestMetrics:
+    """Counts and times every HTTP request by the template of the route that answers its path."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, templates: RouteTemplates) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path = get_route_path(scope)  # before routing, which rewrites it for mounted apps
+        status = 500  # unless a response starts
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            labels = {"method": scope["method"], "route": self.templates.find(path), "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.request_seconds.labels(**labels).observe(time.perf_counter() - start)
+
+
+def install_metrics(app: FastAPI) -> Metrics:
+    """Count requests and predictions of ``app`` and serve them at ``/metrics``."""
+    metrics = Metrics(app.state.model_holder)
+    app.state.metrics = metrics
+    app.add_middleware(RequestMetrics, metrics=metrics, templates=RouteTemplates(app))
+
+    @app.get(METRICS_PATH, include_in_schema=False)
+    def prometheus_metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
