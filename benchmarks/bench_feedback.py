@@ -47,6 +47,13 @@ def split_sample(data: Path, out: Path, held_back: int, seed: int) -> pd.DataFra
     x = pd.read_csv(data / "X_train.csv", index_col=0, keep_default_na=False)
     y = pd.read_csv(data / "Y_train.csv", index_col=0)
     held = stratified_eval_index(y["prdtypecode"], held_back / len(y), seed=seed)
+    # the per-class rounding misses the target by a few: top up (or trim) at random to exactly held_back
+    if len(held) > held_back:
+        held = list(pd.Series(held).sample(held_back, random_state=seed))
+    else:
+        rest = y.index.difference(held).to_series().sample(frac=1.0, random_state=seed)
+        held += list(rest.iloc[: held_back - len(held)])
+    held = sorted(int(i) for i in held)
     x.drop(index=held).to_csv(out / "X_train.csv")
     y.drop(index=held).to_csv(out / "Y_train.csv")
     (out / "image_train").symlink_to((data / "image_train").resolve())
