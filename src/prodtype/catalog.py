@@ -51,7 +51,9 @@ def _read(text: str, source: str) -> Catalog:
         raise CatalogError(f"{source}: no categories found (expected a header 'prdtypecode,name')")
     missing = {"prdtypecode", "name"} - set(rows[0])
     if missing:
-        raise CatalogError(f"{source}: missing column(s) {sorted(missing)}; expected 'prdtypecode,name[,name_fr]'")
+        raise CatalogError(
+            f"{source}: missing column(s) {sorted(missing)}; expected 'prdtypecode,name[,name_fr]'"
+        )
     seen: set[int] = set()
     cats = []
     for lineno, row in enumerate(rows, start=2):

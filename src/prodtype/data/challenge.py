@@ -109,7 +109,9 @@ def iter_products(x_path: Path, chunksize: int = 1000) -> Iterator[pd.DataFrame]
         for chunk in reader:
             dup = seen.intersection(chunk.index)
             if dup:
-                raise DataError(f"{x_path}: duplicated index value(s) in the first column: {sorted(map(str, dup))[:5]}")
+                raise DataError(
+                    f"{x_path}: duplicated index value(s) in the first column: {sorted(map(str, dup))[:5]}"
+                )
             seen.update(chunk.index)
             yield _validate_products(chunk, x_path)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
