@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 
 from prodtype.api.deps import (
     AdminUser,
@@ -33,6 +33,10 @@ from prodtype.api.schemas import (
 from prodtype.db.models import Status
 from prodtype.services import predictions, reviews
 from prodtype.services.predictions import PredictionFilter, SortKey, Submission
+
+# Integers reach the database as 32-bit values: a larger one is a 422 here, not an overflow error there.
+INT32_MAX = 2_147_483_647
+PredictionId = Annotated[int, Path(ge=1, le=INT32_MAX, description="Prediction id")]
 
 router = APIRouter(
     prefix="/predictions",
@@ -91,7 +95,9 @@ def list_predictions(
     user: CurrentUser,
     catalog: CatalogDep,
     status: Annotated[Status | None, Query(description="pending, accepted or rejected")] = None,
-    prdtypecode: Annotated[int | None, Query(description="Only this predicted type")] = None,
+    prdtypecode: Annotated[
+        int | None, Query(ge=0, le=INT32_MAX, description="Only this predicted type")
+    ] = None,
     confidence_below: Annotated[float | None, Query(gt=0, le=1, description="Confidence < this")] = None,
     created_by: Annotated[str | None, Query(description="Submitter's username")] = None,
     created_after: Annotated[datetime | None, Query(description="ISO 8601; UTC if no zone")] = None,
@@ -99,7 +105,7 @@ def list_predictions(
     sort: Annotated[SortKey, Query(description="'-' for descending; lowest confidence first by default")] = (
         "confidence"
     ),
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT32_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> PredictionsPublic:
     """List predictions (customers see their own), filtered, sorted and paginated; the review queue is
@@ -118,7 +124,7 @@ def list_predictions(
 
 @router.get("/{prediction_id}")
 def read_prediction(
-    prediction_id: int, session: SessionDep, user: CurrentUser, catalog: CatalogDep
+    prediction_id: PredictionId, session: SessionDep, user: CurrentUser, catalog: CatalogDep
 ) -> PredictionPublic:
     """One prediction."""
     return PredictionPublic.from_row(predictions.get_prediction(session, prediction_id, user), catalog)
@@ -130,7 +136,7 @@ def read_prediction(
     responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}}},
 )
 def read_prediction_image(
-    prediction_id: int, session: SessionDep, user: CurrentUser, store: StoreDep
+    prediction_id: PredictionId, session: SessionDep, user: CurrentUser, store: StoreDep
 ) -> Response:
     """The photo submitted with a prediction."""
     data, content_type = predictions.get_image(session, store, prediction_id, user)
@@ -140,7 +146,7 @@ def read_prediction_image(
 
 @router.patch("/{prediction_id}")
 def correct_prediction(
-    prediction_id: int,
+    prediction_id: PredictionId,
     body: PredictionCorrect,
     session: SessionDep,
     reviewer: ReviewerUser,
@@ -155,7 +161,7 @@ def correct_prediction(
     "/{prediction_id}/review", responses={409: {"model": ErrorPublic, "description": "Already reviewed"}}
 )
 def review_prediction(
-    prediction_id: int,
+    prediction_id: PredictionId,
     body: ReviewCreate,
     session: SessionDep,
     reviewer: ReviewerUser,
@@ -169,7 +175,9 @@ def review_prediction(
 
 
 @router.delete("/{prediction_id}", status_code=204, response_class=Response)
-def delete_prediction(prediction_id: int, session: SessionDep, admin: AdminUser, store: StoreDep) -> Response:
+def delete_prediction(
+    prediction_id: PredictionId, session: SessionDep, admin: AdminUser, store: StoreDep
+) -> Response:
     """Delete a prediction (admins); its image is removed unless another prediction uses it."""
     predictions.delete_prediction(session, store, prediction_id, admin)
     return Response(status_code=204)
