@@ -216,6 +216,8 @@ def test_already_reviewed(
         ({"created_after": "yesterday"}, "created_after"),
         ({"created_after": "2026-02-01T00:00:00Z", "created_before": "2026-01-01T00:00:00Z"}, "earlier"),
         ({"prdtypecode": "ten"}, "prdtypecode"),
+        ({"prdtypecode": 10**20}, "prdtypecode"),
+        ({"offset": 10**20}, "offset"),
     ],
 )
 def test_bad_list_parameters(

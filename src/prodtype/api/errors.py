@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prodtype.services.errors import (
@@ -137,6 +137,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+async def _out_of_range(_request: Request, exc: Exception) -> JSONResponse:
+    # A value the validation let through but the database cannot hold (e.g. an integer over 64 bits).
+    log.warning("value out of range for the database: %s", exc)
+    return error_response(422, "a value in the request is out of range for the database")
+
+
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
     log.error("database error: %s", exc)
     return error_response(503, "the database is unavailable; try again shortly")
@@ -152,4 +158,6 @@ def register_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(OperationalError, _database_error)
+    app.add_exception_handler(DataError, _out_of_range)
+    app.add_exception_handler(OverflowError, _out_of_range)
     app.add_exception_handler(Exception, _unexpected)

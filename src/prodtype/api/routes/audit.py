@@ -20,7 +20,7 @@ def list_audit_events(
     entity: Annotated[str | None, Query(description="'prediction' or 'user'")] = None,
     entity_id: Annotated[str | None, Query(description="A prediction id or a username")] = None,
     actor: Annotated[str | None, Query()] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> AuditEventsPublic:
     """Changes, newest first (admins only)."""

@@ -30,7 +30,7 @@ def create_user(body: UserCreate, session: SessionDep, admin: AdminUser) -> User
 def list_users(
     session: SessionDep,
     _admin: AdminUser,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2_147_483_647)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> UsersPublic:
     """All accounts, by username (admins only)."""
