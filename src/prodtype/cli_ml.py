@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from prodtype.catalog import CatalogError, load_catalog
@@ -39,14 +40,17 @@ CacheOpt = Annotated[
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Errors a user can act on: one red line naming what was wrong, exit status 2, no traceback."""
+    """Errors a user can act on: one red line naming what was wrong, exit status 2, no traceback.
+
+    The message is escaped (a path or value like ``[Jeu PC]`` is not rich markup) and never wrapped.
+    """
     try:
         yield
     except (DataError, BundleError, ImageError, CatalogError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -69,11 +73,13 @@ def train(
     cache_dir: CacheOpt = None,
 ) -> None:
     """Train the multimodal model and write a model bundle."""
+    from prodtype.ml.bundle import check_target
     from prodtype.ml.train import TrainConfig, train_model
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors():
         config = TrainConfig(seed=seed, embedder=None if embedder == "none" else embedder)
+        check_target(out, overwrite)
         dataset = load_dataset(x, y, images, image_only)
         console.print(
             f"{len(dataset)} products ({len(dataset.missing_images)} without an image), "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import html
 import re
 
-_TAG = re.compile(r"<[^>]{0,500}>")
+# a tag opens with a name, "/" or "!" (sellers sometimes put spaces after "<"); "3 < 5 et 6 > 4" is text
+_TAG = re.compile(r"<\s*[A-Za-z/!?][^>]{0,500}>")
 _BREAK_TAG = re.compile(r"<\s*(br|/p|p|/div|div|li|/li|tr|/tr)\b[^>]{0,200}>", re.IGNORECASE)
 _WS = re.compile(r"\s+")
 

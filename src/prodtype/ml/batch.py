@@ -6,6 +6,7 @@ import csv
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -37,12 +38,14 @@ def predict_file(
     fd, tmp = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
     classes = np.asarray(bundle.classes)
     count = 0
-    bar = tqdm(desc="predicting", unit="product", disable=not progress)
+    bar: tqdm[Any] | None = None  # started once the first chunk is valid: a bad file prints only its error
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(["", "prdtypecode"])
             for chunk in iter_products(Path(x_path), chunksize):
+                if bar is None:
+                    bar = tqdm(desc="predicting", unit="product", disable=not progress)
                 paths: list[str | None] = []
                 for imageid, productid in zip(chunk["imageid"], chunk["productid"], strict=True):
                     name = image_filename(int(imageid), int(productid))
@@ -60,5 +63,6 @@ def predict_file(
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     return count

@@ -57,6 +57,13 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
 
 
+def check_target(out_dir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty destination unless ``overwrite``: callers check before training, not after."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())) and not overwrite:
+        raise BundleError(f"{out_dir} already exists and is not empty; choose another folder or overwrite")
+
+
 def save_bundle(
     model: FusedModel,
     out_dir: Path,
@@ -69,8 +76,7 @@ def save_bundle(
 ) -> Path:
     """Write the bundle to a temporary sibling folder, then move it into place (never half-written)."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise BundleError(f"{out_dir} already exists and is not empty; choose another folder or overwrite")
+    check_target(out_dir, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
@@ -230,6 +236,8 @@ class ModelBundle:
     def predict_proba(
         self, texts: list[str], image_features: np.ndarray, has_image: np.ndarray, progress: bool = False
     ) -> np.ndarray:
+        if not texts:  # an empty batch, or a header-only X file (the vectorizers refuse 0 rows)
+            return np.zeros((0, len(self.model.classes)))
         return self.model.predict_proba(
             texts, embed(self._embedder(), texts, progress), image_features, has_image
         )

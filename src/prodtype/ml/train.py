@@ -222,8 +222,9 @@ def train_model(
     extra_manifest: dict[str, Any] | None = None,
 ) -> Path:
     """Train on ``dataset`` and write a model bundle to ``out_dir``; returns the bundle's path."""
-    from prodtype.ml.bundle import save_bundle
+    from prodtype.ml.bundle import check_target, save_bundle
 
+    check_target(Path(out_dir), overwrite)  # before the training, not after it
     start = time.perf_counter()
     result = fit_model(
         dataset, config, image_cache_dir=image_cache_dir, text_cache_dir=text_cache_dir, progress=progress
