@@ -280,6 +280,8 @@ class Registry:
         return {str(k): int(v) for k, v in (rm.aliases or {}).items()}
 
     def get(self, version: int) -> ModelVersionInfo:
+        if not self.has_model():  # and do not create an empty store just to say so
+            raise UnknownVersionError(f"{self.model_name} has no version {version} (nothing is registered)")
         from mlflow.exceptions import MlflowException
 
         try:

@@ -102,3 +102,13 @@ def test_unknown_version(registry: Registry, tmp_path: Path) -> None:
     register(registry, tmp_path, "only")
     with pytest.raises(UnknownVersionError, match="no version 7"):
         registry.promote(7, reason="x")
+
+
+def test_reading_an_absent_store_does_not_create_it(tmp_path: Path) -> None:
+    registry = Registry(f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    assert registry.versions() == [] and registry.history() == [] and registry.alias_version(CHAMPION) is None
+    with pytest.raises(UnknownVersionError):
+        registry.get(1)
+    with pytest.raises(RegistryError, match="no champion"):
+        registry.rollback()
+    assert not (tmp_path / "mlflow").exists()
