@@ -22,10 +22,12 @@ from prodtype.ml.image import (
     encoder_version,
     load_spec,
     preprocess,
+    spec_file,
+    spec_for_version,
 )
 
-WHITE = (255 - 127) / 128
-BLACK = (0 - 127) / 128
+WHITE = 255
+BLACK = 0
 
 
 @pytest.fixture(scope="module")
@@ -161,32 +163,141 @@ def test_image_error_is_a_value_error() -> None:
 
 def test_preprocess_shape_dtype_and_range(photo: bytes) -> None:
     x = preprocess(decode_image(photo))
-    assert x.shape == (3, 224, 224)
-    assert x.dtype == np.float32
+    assert x.shape == (224, 224, 3)
+    assert x.dtype == np.uint8
     assert x.flags.c_contiguous
-    assert BLACK - 1e-6 <= x.min() < x.max() <= WHITE + 1e-6
-    assert x.std() > 0.1
+    assert x.std() > 10
+
+
+def test_float_encoder_input_follows_the_spec_constants() -> None:
+    spec = load_spec()
+    assert spec.mean == (127.0, 127.0, 127.0) and spec.std == (128.0, 128.0, 128.0)
+    x = spec.model_input(np.stack([preprocess(Image.new("RGB", (500, 500), "white"))]))
+    assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32 and x.flags.c_contiguous
+    assert np.allclose(x, (255 - 127) / 128)
+    assert np.allclose(spec.model_input(np.zeros((1, 224, 224, 3), np.uint8)), (0 - 127) / 128)
+    # the quantised encoder normalises inside its graph: it takes the pixels as they are
+    int8 = load_spec(spec_file("lite0-int8"))
+    pixels = np.stack([preprocess(Image.new("RGB", (37, 37), "black"), int8)])
+    assert int8.model_input(pixels).dtype == np.uint8 and (int8.model_input(pixels) == 0).all()
 
 
 def test_preprocess_follows_the_spec_constants() -> None:
-    spec = load_spec()
-    assert spec.mean == (127.0, 127.0, 127.0) and spec.std == (128.0, 128.0, 128.0)
-    assert np.allclose(preprocess(Image.new("RGB", (500, 500), "white")), WHITE)
-    assert np.allclose(preprocess(Image.new("RGB", (37, 37), "black")), BLACK)
+    assert (preprocess(Image.new("RGB", (500, 500), "white")) == WHITE).all()
+    assert (preprocess(Image.new("RGB", (37, 37), "black")) == BLACK).all()
     # the centre crop keeps the middle 7/8: on a 512-pixel square it starts 32 pixels in, so a 24-pixel
     # black frame is cut away (the bicubic filter reaches a few pixels beyond the box), a 40-pixel one is not
     for frame, seen in ((24, False), (40, True)):
         img = Image.new("RGB", (512, 512), "black")
         img.paste((255, 255, 255), (frame, frame, 512 - frame, 512 - frame))
         x = preprocess(img)
-        assert np.allclose(x[:, 112, 112], WHITE)
-        assert (not np.allclose(x[:, 0, :], WHITE)) == seen
+        assert (x[112, 112] == WHITE).all()
+        assert (not (x[0, :] == WHITE).all()) == seen
 
 
 def test_preprocess_pads_non_square_images_with_white() -> None:
     x = preprocess(Image.new("RGB", (400, 100), "black"))  # black band across the middle
-    assert np.allclose(x[:, 0, :], WHITE) and np.allclose(x[:, -1, :], WHITE)
-    assert np.allclose(x[:, 112, :], BLACK)
+    assert (x[0, :] == WHITE).all() and (x[-1, :] == WHITE).all()
+    assert (x[112, :] == BLACK).all()
+    # the band is as high as the photo is in the padded square's crop: 100 / (400 * 7/8) * 224 = 64 rows
+    assert 62 <= int((x[:, 112] == BLACK).all(axis=1).sum()) <= 66
+
+
+def test_preprocess_of_a_long_thin_photo_is_the_padded_square_without_making_it(photo: bytes) -> None:
+    """A 40000x1000 banner was padded to a 40000x40000 canvas (6.4 GB) before resizing; now the output is
+    computed from the photo alone and equals what the padding would give, up to the filter's edge."""
+    band = Image.open(io.BytesIO(photo)).convert("RGB").resize((800, 50))
+    padded = Image.new("RGB", (800, 800), (255, 255, 255))
+    padded.paste(band, (0, 375))
+    expected = preprocess(padded).astype(int)
+    got = preprocess(band).astype(int)
+    diff = np.abs(got - expected)
+    # the band covers rows 104..120 of the output (50 / 700 * 224 = 16 rows); only the filter's reach
+    # around the band's edges differs (the photo's edge pixels are repeated instead of mixed with white)
+    rows = np.arange(224)
+    away = (np.abs(rows - 104) > 3) & (np.abs(rows - 120) > 3)
+    assert diff[away].max() <= 2
+    assert diff.mean() < 1.0
+
+
+PEAK_OF_PREPARE = """
+import io, resource, sys
+from PIL import Image
+from prodtype.ml.image import ImageEncoder
+encoder = ImageEncoder(threads=1)
+buf = io.BytesIO()
+Image.new("RGB", (int(sys.argv[1]), int(sys.argv[2])), (30, 30, 30)).save(buf, format="PNG")
+data = buf.getvalue()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+encoder.prepare(data)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+def test_long_thin_images_decode_within_bounded_memory() -> None:
+    """The 12000x1000 PNG of the attack review cost +543 MiB (padded to a 12000x12000 square first) and a
+    40000x1000 one a MemoryError; now the peak is the photo's own pixels (36 MB), in a fresh process."""
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", PEAK_OF_PREPARE, "12000", "1000"], capture_output=True, text=True, check=True
+    )
+    assert int(run.stdout.strip()) < 150, f"decoding a 12000x1000 PNG raised the peak by {run.stdout} MiB"
+    with pytest.raises(ImageError, match="a side may be at most 12,000 pixels"):
+        ImageEncoder(threads=1).prepare(encode_as(Image.new("L", (40_000, 10), 0), "PNG"))
+
+
+def test_jpeg_is_decoded_at_a_reduced_scale_when_the_encoder_needs_fewer_pixels(photo: bytes) -> None:
+    assert decode_image(photo).size == (500, 500)
+    assert decode_image(photo, min_side=224).size == (250, 250)  # DCT scaling by 1/2
+    assert decode_image(photo, min_side=300).size == (500, 500)  # 1/2 would give fewer than 300
+    wide = encode_as(Image.open(io.BytesIO(photo)).convert("RGB").resize((2000, 400)), "JPEG")
+    assert decode_image(wide, min_side=224).size == (250, 50)  # 1/8: the long side still >= 224
+
+
+def test_encoder_bounds_the_images_decoded_at_once(photo: bytes) -> None:
+    import threading
+
+    encoder = ImageEncoder(threads=1, max_decodes=2)
+    inside, most, lock = 0, 0, threading.Lock()
+    real = encoder._decode_slot
+
+    def counting():  # type: ignore[no-untyped-def]
+        import contextlib
+
+        @contextlib.contextmanager
+        def slot():  # type: ignore[no-untyped-def]
+            nonlocal inside, most
+            with real():
+                with lock:
+                    inside += 1
+                    most = max(most, inside)
+                try:
+                    yield
+                finally:
+                    with lock:
+                        inside -= 1
+
+        return slot()
+
+    encoder._decode_slot = counting  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                encoder.prepare(photo)
+        except BaseException as exc:  # collected: an exception in a thread is only a warning to pytest
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert most == 2  # the six threads overlapped, but never more than two decodes at once
 
 
 # -- the encoder -----------------------------------------------------------------------------------
@@ -215,8 +326,11 @@ def test_batch_error_names_the_bad_item(encoder: ImageEncoder, photo: bytes) -> 
 
 
 def test_encoder_version_names_the_encoder(encoder: ImageEncoder) -> None:
-    assert encoder.version == encoder_version()
-    assert encoder.version.startswith("efficientnet_lite0_features-") and len(encoder.version) == 44
+    assert encoder.version == encoder_version() == encoder_version("lite0-int8")
+    assert encoder.version.startswith("efficientnet_lite0_int8-") and len(encoder.version) == 40
+    assert encoder_version("lite0").startswith("efficientnet_lite0_features-")
+    assert spec_for_version(encoder_version("lite0")) == spec_file("lite0")
+    assert spec_for_version("efficientnet_lite0_features-0000000000000000") is None
 
 
 def test_encode_files_lists_failures_and_fills_rows(

@@ -50,10 +50,10 @@ def torch_features(model: torch.nn.Module, batch: np.ndarray) -> np.ndarray:
 
 def test_onnx_features_equal_torch_features(torch_model: torch.nn.Module, sample_paths: list[Path]) -> None:
     batch = np.stack([preprocess(decode_image(p.read_bytes())) for p in sample_paths])
-    expected = torch_features(torch_model, batch)
+    expected = torch_features(torch_model, load_spec().model_input(batch))
     assert expected.shape == (6, 1280)
 
-    encoder = ImageEncoder(threads=2, batch_size=4)  # two ONNX calls, one of them a partial batch
+    encoder = ImageEncoder(threads=2, batch_size=4, name="lite0")  # two ONNX calls, one a partial batch
     features, has_feature, failures = encoder.encode_files([str(p) for p in sample_paths])
 
     assert has_feature.all() and not failures
@@ -67,7 +67,9 @@ def test_torch_reference_is_the_imagenet_classifier(
     """The exported features feed the package's own ImageNet classifier to the same logits: nothing was
     dropped or re-ordered between the pooled features and the classifier the weights were trained with."""
     net = torch_model.net
-    x = torch.from_numpy(preprocess(decode_image(sample_paths[0].read_bytes()))[None])
+    x = torch.from_numpy(
+        load_spec().model_input(preprocess(decode_image(sample_paths[0].read_bytes()))[None])
+    )
     with torch.no_grad():
         logits = net(x)
         from_features = net._fc(torch_model(x))
