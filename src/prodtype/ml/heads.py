@@ -23,7 +23,12 @@ Kind = Literal["svm", "logistic"]
 
 @dataclass
 class LinearHead:
-    """scores = ((X - mean) / scale) @ coef.T + intercept, columns aligned to ``classes``."""
+    """scores = ((X - mean) / scale) @ coef.T + intercept, columns aligned to ``classes``.
+
+    The weights are kept transposed, (n_features, n_classes) C-contiguous, which is the layout a sparse
+    row times a dense matrix reads without copying (``coef`` is a view of it); before, every prediction
+    copied the whole TF-IDF head (27 x 800k floats) to compute one row of scores.
+    """
 
     kind: Kind
     classes: np.ndarray  # int64, the model's class list
@@ -32,10 +37,14 @@ class LinearHead:
     mean: np.ndarray | None = None
     scale: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        self._coef_t = np.ascontiguousarray(np.asarray(self.coef, dtype=np.float32).T)
+        self.coef = self._coef_t.T
+
     def scores(self, x: np.ndarray | sp.spmatrix) -> np.ndarray:
         if self.mean is not None and self.scale is not None:
             x = (np.asarray(x, dtype=np.float32) - self.mean) / self.scale
-        out = x @ self.coef.T
+        out = x @ self._coef_t
         return np.asarray(out, dtype=np.float64) + self.intercept
 
     def log_proba(self, x: np.ndarray | sp.spmatrix) -> np.ndarray:
