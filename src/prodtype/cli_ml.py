@@ -68,7 +68,12 @@ def train(
         Path | None, typer.Option("--image-only", help="Labelled images without text (imageid,productid,...)")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (folds, classifiers)")] = 42,
-    embedder: Annotated[str, typer.Option(help="Sentence embeddings: use, e5 or none")] = "use",
+    embedder: Annotated[
+        str, typer.Option(help="Sentence embeddings: use-q8 (int8, fast), use (float), e5 or none")
+    ] = "use-q8",
+    image_encoder: Annotated[
+        str, typer.Option("--image-encoder", help="Photo encoder: lite0-int8 (fast) or lite0 (float)")
+    ] = "lite0-int8",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out")] = False,
     cache_dir: CacheOpt = None,
 ) -> None:
@@ -78,7 +83,9 @@ def train(
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors():
-        config = TrainConfig(seed=seed, embedder=None if embedder == "none" else embedder)
+        config = TrainConfig(
+            seed=seed, embedder=None if embedder == "none" else embedder, image_encoder=image_encoder
+        )
         check_target(out, overwrite)
         dataset = load_dataset(x, y, images, image_only)
         console.print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ def predict_file(
     count = 0
     bar: tqdm[Any] | None = None  # started once the first chunk is valid: a bad file prints only its error
     try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh, ThreadPoolExecutor(1) as pool:
             writer = csv.writer(fh)
             writer.writerow(["", "prdtypecode"])
             for chunk in iter_products(Path(x_path), chunksize):
@@ -52,8 +53,11 @@ def predict_file(
                     paths.append(
                         str(Path(images_dir) / name) if images_dir is not None and name in present else None
                     )
+                # the text branches (mostly Python, holding the GIL) run while the photos are decoded and
+                # encoded (Pillow and onnxruntime release it): the two halves overlap on two cores
+                text = pool.submit(bundle.text_branches, chunk["text"].tolist())
                 feats, has_image, _ = bundle.encoder.encode_files(paths, image_cache_dir)
-                proba = bundle.predict_proba(chunk["text"].tolist(), feats, has_image)
+                proba = bundle.fuse(text.result(), feats, has_image)
                 for index, code in zip(chunk.index, classes[proba.argmax(axis=1)], strict=True):
                     writer.writerow([index, int(code)])
                 count += len(chunk)

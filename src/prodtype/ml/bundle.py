@@ -15,6 +15,7 @@ Loading verifies the format version, the checksums and the classes before anythi
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -28,12 +29,13 @@ import numpy as np
 
 import prodtype
 from prodtype.catalog import Catalog
+from prodtype.data.text import clean_text, join_text
 from prodtype.ml.embeddings import get_embedder
 from prodtype.ml.fusion import Fusion
 from prodtype.ml.heads import LinearHead
-from prodtype.ml.image import ImageEncoder, encoder_version
-from prodtype.ml.model import FusedModel, embed
-from prodtype.ml.predictor import Candidate, Prediction, ProductInput
+from prodtype.ml.image import ImageEncoder, encoder_version, spec_for_version
+from prodtype.ml.model import BranchOutputs, FusedModel, embed
+from prodtype.ml.predictor import Candidate, Prediction, PreparedProduct, ProductInput
 from prodtype.ml.text import TfidfFeatures
 
 FORMAT = "prodtype-bundle"
@@ -105,7 +107,7 @@ def save_bundle(
             "class_names": {str(int(c)): catalog.name(int(c)) for c in model.classes},
             "embedder": getattr(config, "embedder", None),
             "embed_max_chars": getattr(config, "embed_max_chars", 400),
-            "image_encoder": encoder_version(),
+            "image_encoder": report.get("image_encoder") or encoder_version(),
             "fingerprint": report.get("fingerprint", ""),
             "metrics": {"out_of_fold": report.get("out_of_fold", {})},
             "files": checksums,
@@ -155,10 +157,11 @@ def verify_bundle(path: Path) -> dict[str, Any]:
             raise BundleError(f"{path}: {name} is missing")
         if _sha256(f) != expected:
             raise BundleError(f"{path}: {name} is corrupt (checksum mismatch)")
-    if manifest.get("image_encoder") != encoder_version():
+    if spec_for_version(str(manifest.get("image_encoder"))) is None:
         raise BundleError(
-            f"{path}: trained with image encoder {manifest.get('image_encoder')}, but this prodtype ships "
-            f"{encoder_version()}; retrain the model"
+            f"{path}: trained with image encoder {manifest.get('image_encoder')}, which this prodtype does "
+            f"not ship (it has {encoder_version('lite0-int8')} and {encoder_version('lite0')}); retrain the "
+            "model"
         )
     return manifest
 
@@ -186,18 +189,31 @@ def _load_model(path: Path, manifest: dict[str, Any]) -> FusedModel:
 
 
 class ModelBundle:
-    """A loaded, verified bundle that predicts from raw seller input (the served :class:`Predictor`)."""
+    """A loaded, verified bundle that predicts from raw seller input (the served :class:`Predictor`).
 
-    def __init__(self, path: Path, *, threads: int | None = None, max_pixels: int | None = None) -> None:
+    A prediction has two halves: :meth:`prepare` (clean the text, decode and preprocess the photo), which
+    request threads can run side by side, and :meth:`predict_prepared`, the model itself, which is cheapest
+    per product on a batch (see :class:`prodtype.services.batching.MicroBatcher`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int | None = None,
+        max_pixels: int | None = None,
+        max_side: int | None = None,
+    ) -> None:
         self.path = Path(path)
         self.manifest = verify_bundle(self.path)
         self.model = _load_model(self.path, self.manifest)
         self._threads = threads
-        self._max_pixels = max_pixels
+        self._limits = {"max_pixels": max_pixels, "max_side": max_side}
         self._encoder: ImageEncoder | None = None
         self._lock = threading.Lock()
         names = self.manifest.get("class_names", {})
         self._names = [str(names.get(str(int(c)), int(c))) for c in self.model.classes]
+        self._codes = [int(c) for c in self.model.classes]
 
     @property
     def version(self) -> str:
@@ -205,19 +221,19 @@ class ModelBundle:
 
     @property
     def classes(self) -> list[int]:
-        return [int(c) for c in self.model.classes]
+        return list(self._codes)
 
     def category(self, code: int) -> str:
-        return self._names[self.classes.index(code)] if code in self.classes else f"unknown type {code}"
+        return self._names[self._codes.index(code)] if code in self._codes else f"unknown type {code}"
 
     @property
     def encoder(self) -> ImageEncoder:
+        """The image encoder this bundle was trained with (loaded on first use)."""
         with self._lock:
             if self._encoder is None:
-                kwargs: dict[str, Any] = {"threads": self._threads}
-                if self._max_pixels:
-                    kwargs["max_pixels"] = self._max_pixels
-                self._encoder = ImageEncoder(**kwargs)
+                kwargs: dict[str, Any] = {k: v for k, v in self._limits.items() if v}
+                spec = spec_for_version(str(self.manifest["image_encoder"]))
+                self._encoder = ImageEncoder(threads=self._threads, spec_path=spec, **kwargs)
             return self._encoder
 
     def _embedder(self) -> Any:
@@ -229,9 +245,13 @@ class ModelBundle:
         )
 
     def warm_up(self) -> None:
-        """Load the encoders and run one prediction: the first request is not slow, and the bundle works."""
-        self.predict("warm up", "", None)
-        _ = self.encoder
+        """Load the encoders and run a prediction with a photo and one without: the first request is not
+        slow, and the bundle works."""
+        from PIL import Image
+
+        photo = io.BytesIO()
+        Image.new("RGB", (64, 48), (200, 30, 30)).save(photo, format="JPEG")
+        self.predict_many([ProductInput("warm up", "", photo.getvalue()), ProductInput("warm up")])
 
     def predict_proba(
         self, texts: list[str], image_features: np.ndarray, has_image: np.ndarray, progress: bool = False
@@ -242,26 +262,55 @@ class ModelBundle:
             texts, embed(self._embedder(), texts, progress), image_features, has_image
         )
 
+    def text_branches(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        """The text branches' outputs (TF-IDF scores, sentence-embedding log-probabilities), so that they
+        can be computed while the photos are being encoded (:func:`prodtype.ml.batch.predict_file`)."""
+        return self.model.text_branches(texts, embed(self._embedder(), texts))
+
+    def fuse(
+        self, text: tuple[np.ndarray, np.ndarray | None], image_features: np.ndarray, has_image: np.ndarray
+    ) -> np.ndarray:
+        """Fused probabilities from :meth:`text_branches` and the photos' features."""
+        image_logp = self.model.image_branch(image_features, has_image)
+        return self.model.fuse(BranchOutputs(text[0], text[1], image_logp, has_image), has_image)
+
     def _to_prediction(self, proba: np.ndarray, k: int, has_image: bool) -> Prediction:
         order = np.argsort(-proba)[: max(1, k)]
-        top = [Candidate(self.classes[i], self._names[i], round(float(proba[i]), 6)) for i in order]
+        top = [Candidate(self._codes[i], self._names[i], round(float(proba[i]), 6)) for i in order]
         return Prediction(top[0].prdtypecode, top[0].category, top[0].probability, top, has_image)
 
-    def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]:
-        from prodtype.data.text import clean_text, join_text
+    def prepare(self, product: ProductInput) -> PreparedProduct:
+        """The product's text and preprocessed photo; ValueError for an empty title, ImageError for an
+        unusable photo. Thread-safe."""
+        if not clean_text(product.designation):
+            raise ValueError("the designation is empty; every product needs a title")
+        text = join_text(product.designation, product.description)
+        pixels = self.encoder.prepare(product.image) if product.image is not None else None
+        return PreparedProduct(text, pixels)
 
-        for i, p in enumerate(products):
-            if not clean_text(p.designation):
-                raise ValueError(f"product {i}: the designation is empty; every product needs a title")
-        texts = [join_text(p.designation, p.description) for p in products]
-        feats = np.zeros((len(products), self.model.image_head.coef.shape[1]), np.float32)
-        has = np.zeros(len(products), bool)
-        with_image = [i for i, p in enumerate(products) if p.image is not None]
-        if with_image:
-            feats[with_image] = self.encoder.encode_batch([products[i].image for i in with_image])  # type: ignore[misc]
-            has[with_image] = True
-        proba = self.predict_proba(texts, feats, has)
-        return [self._to_prediction(proba[i], k, bool(has[i])) for i in range(len(products))]
+    def predict_prepared(self, items: list[PreparedProduct], k: int = 5) -> list[Prediction]:
+        """The model on prepared products, in one batch."""
+        if not items:
+            return []
+        feats = np.zeros((len(items), self.model.image_head.coef.shape[1]), np.float32)
+        has = np.array([p.pixels is not None for p in items], dtype=bool)
+        if has.any():
+            feats[has] = self.encoder.encode_preprocessed(
+                np.stack([p.pixels for p in items if p.pixels is not None])
+            )
+        proba = self.predict_proba([p.text for p in items], feats, has)
+        return [self._to_prediction(proba[i], k, bool(has[i])) for i in range(len(items))]
+
+    def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]:
+        prepared = []
+        for i, product in enumerate(products):
+            try:
+                prepared.append(self.prepare(product))
+            except ValueError as exc:
+                if len(products) == 1:
+                    raise
+                raise type(exc)(f"product {i}: {exc}") from exc
+        return self.predict_prepared(prepared, k)
 
     def predict(
         self, designation: str, description: str = "", image: bytes | None = None, k: int = 5
@@ -269,5 +318,7 @@ class ModelBundle:
         return self.predict_many([ProductInput(designation, description or "", image)], k)[0]
 
 
-def load_bundle(path: Path, *, threads: int | None = None, max_pixels: int | None = None) -> ModelBundle:
-    return ModelBundle(Path(path), threads=threads, max_pixels=max_pixels)
+def load_bundle(
+    path: Path, *, threads: int | None = None, max_pixels: int | None = None, max_side: int | None = None
+) -> ModelBundle:
+    return ModelBundle(Path(path), threads=threads, max_pixels=max_pixels, max_side=max_side)

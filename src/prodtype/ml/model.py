@@ -36,16 +36,26 @@ class FusedModel:
         image_features: np.ndarray,
         has_image: np.ndarray,
     ) -> BranchOutputs:
+        text_scores, embed_logp = self.text_branches(texts, embeddings)
+        return BranchOutputs(text_scores, embed_logp, self.image_branch(image_features, has_image), has_image)
+
+    def text_branches(
+        self, texts: list[str], embeddings: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The TF-IDF head's scores and the sentence-embedding head's log-probabilities."""
         text_scores = self.text_head.scores(self.tfidf.transform(texts))
-        embed_logp = None
-        if self.embed_head is not None:
-            if embeddings is None:
-                raise ValueError("this model needs sentence embeddings of its texts")
-            embed_logp = self.embed_head.log_proba(embeddings)
-        image_logp = np.zeros_like(text_scores)
+        if self.embed_head is None:
+            return text_scores, None
+        if embeddings is None:
+            raise ValueError("this model needs sentence embeddings of its texts")
+        return text_scores, self.embed_head.log_proba(embeddings)
+
+    def image_branch(self, image_features: np.ndarray, has_image: np.ndarray) -> np.ndarray:
+        """The image head's log-probabilities (zero rows for products without a photo)."""
+        image_logp = np.zeros((len(has_image), len(self.classes)))
         if has_image.any():
             image_logp[has_image] = self.image_head.log_proba(image_features[has_image])
-        return BranchOutputs(text_scores, embed_logp, image_logp, has_image)
+        return image_logp
 
     def predict_proba(
         self,

@@ -32,6 +32,14 @@ class ProductInput:
     image: bytes | None = None
 
 
+@dataclass(frozen=True)
+class PreparedProduct:
+    """A product ready for the model: its cleaned text, and its photo preprocessed (uint8 HWC) or None."""
+
+    text: str
+    pixels: Any = None  # numpy array; Any keeps this module free of numpy
+
+
 class Predictor(Protocol):
     """A loaded model: ``version`` identifies it; ``predict`` takes raw seller input."""
 

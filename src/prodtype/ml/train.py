@@ -18,7 +18,7 @@ from prodtype.data.challenge import Dataset, image_paths
 from prodtype.ml.embeddings import EMBEDDERS, encode_cached, get_embedder
 from prodtype.ml.fusion import expected_calibration_error, fit_fusion, stack_branches
 from prodtype.ml.heads import LinearHead, fit_logistic, fit_svm
-from prodtype.ml.image import ImageEncoder
+from prodtype.ml.image import DEFAULT_ENCODER, ENCODERS, ImageEncoder
 from prodtype.ml.model import FusedModel
 from prodtype.ml.text import TfidfConfig, TfidfFeatures
 
@@ -30,8 +30,9 @@ class TrainConfig:
     seed: int = 42
     folds: int = 5
     svm_c: float = 1.0
-    embedder: str | None = "use"
+    embedder: str | None = "use-q8"
     embed_max_chars: int = 400
+    image_encoder: str = DEFAULT_ENCODER
     embed_c: float = 0.05
     image_c: float = 0.02
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
@@ -47,6 +48,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: expected a positive number")
         if self.embedder is not None and self.embedder not in EMBEDDERS:
             raise ValueError(f"TrainConfig.embedder={self.embedder!r}: expected one of {EMBEDDERS} or None")
+        if self.image_encoder not in ENCODERS:
+            raise ValueError(
+                f"TrainConfig.image_encoder={self.image_encoder!r}: expected one of {tuple(ENCODERS)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,7 +112,7 @@ def fit_model(
     if len(np.unique(y)) < 2:
         raise ValueError("the labelled products cover fewer than 2 product types: nothing to learn")
 
-    encoder = encoder or ImageEncoder(threads=cfg.threads)
+    encoder = encoder or ImageEncoder(threads=cfg.threads, name=cfg.image_encoder)
     with timer.step("image_features"):
         paths = image_paths(products) + image_paths(image_only)
         feats, has_feat, failures = encoder.encode_files(paths, image_cache_dir, progress=progress)
