@@ -35,6 +35,18 @@ class Settings(BaseSettings):
     token_lifetime_minutes: int = Field(default=60, gt=0)
     upload_limit_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_image_side: int = Field(
+        default=12_000, gt=0, description="Longest side of an uploaded photo, in pixels"
+    )
+
+    # Serving: concurrent predictions share model calls (see prodtype.services.batching).
+    batch_max_size: int = Field(default=32, ge=1, le=256, description="Products per model call at most")
+    batch_max_wait_ms: float = Field(
+        default=2.0, ge=0, le=100, description="How long a model call may wait for requests being prepared"
+    )
+    bulk_max_items: int = Field(default=100, ge=1, le=1000, description="Products per bulk request")
+    bulk_max_request_bytes: int = Field(default=32 * 1024 * 1024, gt=0, description="Bulk request body limit")
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `prodtype serve`")
 
     admin_username: str = Field(default="admin", min_length=3, max_length=64)
     top_k: int = Field(default=5, ge=1, le=27, description="Candidates returned with each prediction")

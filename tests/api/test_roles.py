@@ -61,6 +61,10 @@ def _product(_role: str) -> dict[str, Any]:
     }
 
 
+def _bulk(_role: str) -> dict[str, Any]:
+    return {"json": [{"designation": "Lot de 6 verres à vin"}, {"designation": "Piscine tubulaire"}]}
+
+
 def _new_user(_role: str) -> dict[str, Any]:
     return {"json": {"username": f"newuser{next(_names)}", "password": PASSWORD, "role": "customer"}}
 
@@ -75,6 +79,7 @@ RULES: dict[tuple[str, str], Call] = {
     ("GET", "/metrics"): Call(everyone(200)),
     ("GET", f"{API}/categories"): Call(signed_in(200)),
     ("POST", f"{API}/predictions"): Call(signed_in(201), _product),
+    ("POST", f"{API}/predictions/batch"): Call(signed_in(200), _bulk),
     ("GET", f"{API}/predictions"): Call(signed_in(200)),
     ("GET", f"{API}/predictions/{{prediction_id}}"): Call(signed_in(200)),
     ("GET", f"{API}/predictions/{{prediction_id}}/image"): Call(signed_in(200)),

@@ -14,12 +14,13 @@ from prodtype.api.errors import register_exception_handlers
 from prodtype.api.limits import RequestSizeLimit
 from prodtype.api.loop import install_loop
 from prodtype.api.metrics import install_metrics
-from prodtype.api.routes import audit, auth, categories, health, models, predictions, retrain, users
+from prodtype.api.routes import audit, auth, bulk, categories, health, models, predictions, retrain, users
 from prodtype.api.schemas import API_PREFIX
 from prodtype.catalog import load_catalog
 from prodtype.config import Settings, get_settings
 from prodtype.db import migrate
 from prodtype.db.engine import describe_url, make_engine, make_sessionmaker
+from prodtype.services.batching import MicroBatcher
 from prodtype.services.model_holder import ModelHolder, find_model, load_warm
 from prodtype.services.storage import ImageStore
 from prodtype.web.routes import install_web
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         try:
             yield
         finally:
+            app.state.batcher.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         RequestSizeLimit,
         max_body_bytes=settings.max_request_bytes,
         upload_limit_bytes=settings.upload_limit_bytes,
+        per_path={f"{API_PREFIX}/predictions/batch": settings.bulk_max_request_bytes},
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -79,10 +82,11 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.state.store = ImageStore(settings.images_dir)
     app.state.catalog = load_catalog(settings.categories_file)
     app.state.model_holder = holder
+    app.state.batcher = MicroBatcher(settings.batch_max_size, settings.batch_max_wait_ms / 1000)
     app.state.jwt_secret = settings.jwt_secret_value()
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, predictions, categories, health, users, audit, models, retrain):
+    for module in (auth, predictions, bulk, categories, health, users, audit, models, retrain):
         api.include_router(module.router)
     app.include_router(api)
     install_metrics(app)  # /metrics, and counting requests and predictions

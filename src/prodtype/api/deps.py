@@ -20,6 +20,7 @@ from prodtype.db.engine import session_scope
 from prodtype.db.models import Role, User
 from prodtype.ml.predictor import Predictor
 from prodtype.services import users
+from prodtype.services.batching import BatchedPredictor
 from prodtype.services.errors import (
     AuthenticationError,
     PermissionDeniedError,
@@ -54,8 +55,10 @@ async def get_store(request: Request) -> ImageStore:
 
 
 async def get_model(request: Request) -> Predictor:
+    """The served model: single predictions are batched with concurrent ones, and counted and timed for
+    /metrics."""
     holder: ModelHolder = request.app.state.model_holder
-    return instrument(request.app, holder.get())  # counted and timed for /metrics
+    return instrument(request.app, BatchedPredictor(holder.get(), request.app.state.batcher))
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -14,28 +14,40 @@ from prodtype.api.errors import error_response
 
 
 class RequestSizeLimit:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, upload_limit_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        upload_limit_bytes: int,
+        per_path: dict[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.upload_limit_bytes = upload_limit_bytes
+        self.per_path = per_path or {}  # e.g. the bulk endpoint, whose body holds many photos
 
-    def _message(self, size: str) -> str:
+    def _message(self, size: str, limit: int) -> str:
         return (
-            f"the request body is {size}; at most {self.max_body_bytes} bytes are accepted "
-            f"(images may be at most {self.upload_limit_bytes} bytes)"
+            f"the request body is {size}; at most {limit} bytes are accepted "
+            f"(images may be at most {self.upload_limit_bytes} bytes each)"
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), self.max_body_bytes)
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
-            if not declared.strip().isdigit():
-                await error_response(400, f"invalid Content-Length header {declared!r}")(scope, receive, send)
+            if not (declared.strip().isascii() and declared.strip().isdigit()):
+                await error_response(400, f"invalid Content-Length header {declared[:40]!r}")(
+                    scope, receive, send
+                )
                 return
-            if int(declared) > self.max_body_bytes:
-                await error_response(413, self._message(f"{int(declared)} bytes"))(scope, receive, send)
+            if int(declared) > limit:
+                await error_response(413, self._message(f"{int(declared)} bytes", limit))(
+                    scope, receive, send
+                )
                 return
         received = 0
 
@@ -44,9 +56,9 @@ class RequestSizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
+                if received > limit:
                     # FastAPI lets an HTTPException raised while reading the body through to the handlers.
-                    raise HTTPException(413, self._message(f"over {self.max_body_bytes} bytes"))
+                    raise HTTPException(413, self._message(f"over {limit} bytes", limit))
             return message
 
         await self.app(scope, limited, send)

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prodtype.ml.predictor import Prediction, Predictor, ProductInput
+from prodtype.ml.predictor import Prediction, Predictor, PreparedProduct, ProductInput
 from prodtype.services.model_holder import ModelHolder
 
 METRICS_PATH = "/metrics"
@@ -117,6 +117,18 @@ class InstrumentedPredictor:
         each = (time.perf_counter() - start) / max(len(results), 1)
         for product, result in zip(products, results, strict=False):
             self._metrics.observe_prediction(result, each, product.image is not None)
+        return results
+
+    def prepare(self, product: ProductInput) -> PreparedProduct:
+        prepared: PreparedProduct = self._inner.prepare(product)  # type: ignore[attr-defined]
+        return prepared
+
+    def predict_prepared(self, items: list[PreparedProduct], k: int = 5) -> list[Prediction]:
+        start = time.perf_counter()
+        results: list[Prediction] = self._inner.predict_prepared(items, k)  # type: ignore[attr-defined]
+        each = (time.perf_counter() - start) / max(len(results), 1)
+        for item, result in zip(items, results, strict=False):
+            self._metrics.observe_prediction(result, each, item.pixels is not None)
         return results
 
     def __getattr__(self, name: str) -> Any:

@@ -59,16 +59,20 @@ def find_model(settings: Settings) -> Path | None:
     return max(bundles, key=lambda p: (p / BUNDLE_MANIFEST).stat().st_mtime, default=None)
 
 
-def load_model(path: Path, *, threads: int | None = None, max_pixels: int | None = None) -> Predictor:
+def load_model(
+    path: Path, *, threads: int | None = None, max_pixels: int | None = None, max_side: int | None = None
+) -> Predictor:
     """Load and verify a bundle (BundleError when it is missing or corrupt)."""
     from prodtype.ml.bundle import load_bundle  # heavy (onnxruntime); only when a model is served
 
-    return load_bundle(path, threads=threads, max_pixels=max_pixels)
+    return load_bundle(path, threads=threads, max_pixels=max_pixels, max_side=max_side)
 
 
 def load_warm(path: Path, settings: Settings) -> Predictor:
     """A bundle loaded with the settings' limits and warmed up, so that the first request is not slow."""
-    predictor = load_model(path, threads=settings.threads, max_pixels=settings.max_image_pixels)
+    predictor = load_model(
+        path, threads=settings.threads, max_pixels=settings.max_image_pixels, max_side=settings.max_image_side
+    )
     warm_up = getattr(predictor, "warm_up", None)
     if callable(warm_up):
         warm_up()
