@@ -8,7 +8,7 @@ SHARED ?= ../shared
 DATA ?= $(SHARED)/data/rakuten
 export PRODTYPE_DATA_DIR ?= $(abspath $(DATA))
 
-.PHONY: install install-dev airflow-venv run test lint typecheck pytest bench-accuracy bench-serving export-encoder clean
+.PHONY: install install-dev airflow-venv run test lint typecheck pytest bench-accuracy bench-serving profile export-encoder quantize-encoder clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,10 +51,18 @@ bench-accuracy: install
 	$(PY) benchmarks/bench_accuracy.py --data $(DATA)
 
 bench-serving: install
-	$(PY) benchmarks/bench_serving.py --data $(DATA)
+	$(PY) benchmarks/bench_serving.py --data $(DATA) $(BENCH_ARGS)
+
+# Where a prediction's time goes, stage by stage (MODEL=path/to/bundle).
+profile: install
+	$(PY) benchmarks/profile_predict.py --data $(DATA) --model $(MODEL) $(BENCH_ARGS)
 
 export-encoder: install-dev
 	$(PY) scripts/export_image_encoder.py
+
+# The int8 image encoder, from the float one above and photos of the sample (no torch needed).
+quantize-encoder: install
+	$(PY) scripts/quantize_image_encoder.py --photos $(DATA)/image_train
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) .pytest_cache .mypy_cache .ruff_cache
