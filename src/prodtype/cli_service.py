@@ -40,7 +40,9 @@ HostOpt = Annotated[
     str | None, typer.Option(help="Interface to listen on [default: PRODTYPE_HOST or 127.0.0.1]")
 ]
 PortOpt = Annotated[int | None, typer.Option(help="Port [default: PRODTYPE_PORT or 8000]")]
-WorkersOpt = Annotated[int, typer.Option(min=1, help="Worker processes")]
+WorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="Worker processes [default: PRODTYPE_WORKERS or 1]")
+]
 
 
 @contextmanager
@@ -64,9 +66,10 @@ def _service_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
-def _serve(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
+    workers = workers or settings.workers
     # Done once here rather than in each worker, where they would race: the schema and the dev JWT secret.
     engine = make_engine(settings.resolved_database_url)
     try:
@@ -76,6 +79,9 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     settings.jwt_secret_value()
     if workers > 1:
         os.environ["PRODTYPE_MIGRATE_ON_START"] = "false"
+        # each worker loads the model; unless told otherwise, they share the CPUs rather than each
+        # running onnxruntime on all of them
+        os.environ.setdefault("PRODTYPE_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
 
     uvicorn.run(
         "prodtype.api.app:app_from_env",
@@ -87,7 +93,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int)
     )
 
 
-def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = 1) -> None:
+def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
     """Serve the API (docs at /docs); migrations are applied on start."""
     _serve(get_settings(), host, port, workers)
 
@@ -117,7 +123,7 @@ def train_default_model(settings: Settings) -> Path:
     return out_dir
 
 
-def run(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = 1) -> None:
+def run(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
     """Everything `make run` needs: a model (trained if none), the database, the first admin, the server."""
     settings = get_settings()
     model = find_model(settings)
