@@ -53,6 +53,17 @@ def test_designation_is_required(
     assert_error(post_product(client, auth("carl"), **files), 422, phrase)
 
 
+@pytest.mark.parametrize("field", ["designation", "description"])
+def test_nul_characters_are_refused_alike_on_both_databases(
+    client: TestClient, auth: Callable[[str], Headers], field: str
+) -> None:
+    # PostgreSQL cannot store a NUL character in text; SQLite can. Refused before either is asked.
+    fields = {"designation": "Verre à vin", "description": "Lot de 6", field: "Verre\x00 à vin"}
+    response = post_product(client, auth("carl"), **fields)
+    assert_error(response, 422, f"{field} contains a NUL character")
+    assert client.get(f"{API}/predictions", headers=auth("carl")).json()["count"] == 0
+
+
 @pytest.mark.parametrize(
     ("image", "status", "phrases"),
     [

@@ -123,8 +123,8 @@ SIGNED_IN_PAGE = [200] * 7 + [303]  # the garbage is ignored; a garbage session 
 NOT_FOUND_PAGE = [404] * 7 + [303]
 # What each page answers, as the admin, to each garbage above, for an existing prediction id, and (for
 # pages with an id) for ids that cannot exist: "abc", one beyond the database's integers, 5000 digits.
-# 403: the form has no valid CSRF token; 400: the body cannot be parsed; 422: a field is wrong; 303 after a
-# form: done (a product of NUL characters is still a title) or, with a garbage session, the login page.
+# 403: the form has no valid CSRF token; 400: the body cannot be parsed; 422: a field is wrong (a title of
+# NUL characters included); 303 after a form: done, or with a garbage session, the login page.
 PAGE_GARBAGE_STATUS: dict[tuple[str, str], tuple[list[int], list[int] | None]] = {
     ("GET", "/"): ([303] * 8, None),
     ("GET", "/login"): ([200] * 8, None),
@@ -135,7 +135,7 @@ PAGE_GARBAGE_STATUS: dict[tuple[str, str], tuple[list[int], list[int] | None]] =
     ("GET", "/predictions/{prediction_id}/image"): ([200] * 7 + [401], [404] * 7 + [401]),
     ("POST", "/login"): ([403, 403, 422, 422, 422, 400, 403, 403], None),
     ("POST", "/logout"): ([403, 403, 303, 303, 303, 400, 403, 403], None),
-    ("POST", "/predict"): ([403, 403, 303, 422, 422, 400, 403, 303], None),
+    ("POST", "/predict"): ([403, 403, 422, 422, 422, 400, 403, 303], None),
     ("POST", "/review/{prediction_id}"): (
         [403, 403, 422, 422, 422, 400, 403, 303],
         [403, 403, 404, 404, 404, 400, 403, 303],

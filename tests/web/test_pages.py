@@ -113,10 +113,11 @@ def test_submitting_shows_the_type_confidence_and_top_5_names(client: TestClient
         ("", None, 422, "designation is required"),
         ("   ", None, 422, "designation is required"),
         ("x" * 1001, None, 422, "designation is 1001 characters long; at most 1000"),
+        ("Verre\x00 à vin", None, 422, "designation contains a NUL character"),
         ("Mug", not_an_image(), 422, "the uploaded file is not an image"),
         ("Mug", corrupt_jpeg(), 422, "the image"),
     ],
-    ids=["empty", "blank", "too-long", "not-an-image", "corrupt"],
+    ids=["empty", "blank", "too-long", "nul", "not-an-image", "corrupt"],
 )
 def test_bad_input_is_explained_on_the_form(
     client: TestClient, designation: str, image: bytes | None, status: int, message: str
