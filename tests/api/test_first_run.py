@@ -47,7 +47,9 @@ def test_run_trains_a_first_model_saves_it_where_the_next_start_finds_it_and_ser
         "PRODTYPE_IMAGE_CACHE_DIR": str(feature_cache_dir / "image"),
         "PRODTYPE_ADMIN_PASSWORD": "first run admin password",
     }
-    with running_server("run", env, startup_timeout=900) as server:
+    # Any answer of the health check: the server listens only once the training is over, and whether it
+    # then serves the new model is what this test checks.
+    with running_server("run", env, startup_timeout=900, up=lambda r: True) as server:
         assert f"No model configured: training one on {n} products" in server.output
         bundles = [p for p in (storage / "models").iterdir() if (p / "manifest.json").is_file()]
         assert len(bundles) == 1, bundles
