@@ -43,6 +43,9 @@ def test_a_header_over_the_default_pixel_limit_is_refused(
     # 64 million pixels: within what Pillow opens by itself, over prodtype's default 40 million.
     response = post_product(client, auth("carl"), image=images.bomb_png(8_000, 8_000), designation="Mug")
     assert_error(response, 422, "declares 8000x8000 = 64,000,000 pixels; at most 40,000,000 are accepted")
+    # Refused by the submission check, from the header, before the model is asked (the model's decoder
+    # has a limit of its own, which answers "the image cannot be used: ...").
+    assert response.json()["detail"].startswith("the image declares 8000x8000")
     assert recorded(client, auth("carl")) == 0
 
 
