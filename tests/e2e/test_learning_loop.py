@@ -31,8 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,6 +50,7 @@ from service_support.databases import (  # noqa: F401 (fixtures)
     sqlite_backend,
 )
 from service_support.registries import mlflow_template  # noqa: F401 (fixture)
+from service_support.waiting import until
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +110,7 @@ class World:
             lambda: self.health().get("model_version") == version,
             timeout,
             lambda: f"the server still serves {self.health().get('model_version')}, not {version}",
+            every=0.3,
         )
 
     def models(self) -> dict[str, Any]:
@@ -126,17 +127,6 @@ class World:
         if isinstance(row.image_path, str):
             files["image"] = ("photo.jpg", Path(row.image_path).read_bytes(), "image/jpeg")
         return client.post(f"{API}/predictions", files=files, headers=self.auth("carl"))
-
-
-def until(
-    condition: Callable[[], object], timeout: float, message: Callable[[], str], every: float = 0.3
-) -> None:
-    """Poll ``condition`` until it holds; fail with ``message()`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout:.0f} s: {message()}")
-        time.sleep(every)
 
 
 def precondition(holds: bool, what: str) -> None:
@@ -362,6 +352,7 @@ def test_reviews_retrain_and_the_new_champion_is_served_without_restart(world: W
             lambda: answered_by("prodtype/v2") >= 3 or errors,
             120,
             lambda: f"no predictions by v2 yet: {outcomes[-5:]}",
+            every=0.3,
         )
     finally:
         stop.set()
