@@ -8,7 +8,7 @@ SHARED ?= ../shared
 DATA ?= $(SHARED)/data/rakuten
 export PRODTYPE_DATA_DIR ?= $(abspath $(DATA))
 
-.PHONY: install install-dev airflow-venv run test lint typecheck pytest bench-accuracy bench-serving profile export-encoder quantize-encoder clean
+.PHONY: install install-dev airflow-venv run test lint typecheck pytest mutation bench-accuracy bench-serving profile export-encoder quantize-encoder clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ pytest: install-dev airflow-venv
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Break each critical rule on purpose (tests/mutants.toml) and check that its tests go red; minutes, so not
+# part of `make test`. MUTATION_ARGS="--only ID ..." runs some; "--list" lists them.
+mutation: install-dev
+	$(PY) scripts/mutation_check.py $(MUTATION_ARGS)
 
 bench-accuracy: install
 	$(PY) benchmarks/bench_accuracy.py --data $(DATA)

@@ -43,8 +43,17 @@ def sample_dataset(data_dir: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def trained_bundle(sample_dataset, feature_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    """A real model bundle, trained once per test session on the whole sample with the default config."""
+    """A real model bundle, trained once per test session on the whole sample with the default config.
+
+    ``PRODTYPE_TEST_BUNDLE`` names one trained beforehand instead (scripts/mutation_check.py trains it once
+    for all its runs; the mutants it applies leave training alone)."""
     from prodtype.ml.train import train_model
+
+    prebuilt = os.environ.get("PRODTYPE_TEST_BUNDLE")
+    if prebuilt:
+        if not (Path(prebuilt) / "manifest.json").is_file():
+            pytest.fail(f"PRODTYPE_TEST_BUNDLE={prebuilt} is not a model bundle (no manifest.json there)")
+        return Path(prebuilt)
 
     return train_model(
         sample_dataset,

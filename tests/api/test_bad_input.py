@@ -53,6 +53,17 @@ def test_designation_is_required(
     assert_error(post_product(client, auth("carl"), **files), 422, phrase)
 
 
+@pytest.mark.parametrize("field", ["designation", "description"])
+def test_nul_characters_are_refused_alike_on_both_databases(
+    client: TestClient, auth: Callable[[str], Headers], field: str
+) -> None:
+    # PostgreSQL cannot store a NUL character in text; SQLite can. Refused before either is asked.
+    fields = {"designation": "Verre à vin", "description": "Lot de 6", field: "Verre\x00 à vin"}
+    response = post_product(client, auth("carl"), **fields)
+    assert_error(response, 422, f"{field} contains a NUL character")
+    assert client.get(f"{API}/predictions", headers=auth("carl")).json()["count"] == 0
+
+
 @pytest.mark.parametrize(
     ("image", "status", "phrases"),
     [
@@ -285,20 +296,67 @@ GARBAGE: list[dict[str, Any]] = [
     },
     {"content": b"a=%ZZ&&&==", "headers": {"content-type": "application/x-www-form-urlencoded"}},
     {"json": {"designation": ["a", "list"], "prdtypecode": {"nested": True}, "role": None}},
-    {"params": {"limit": "NaN", "offset": "1e99", "created_after": "9999-99-99"}},
 ]
+QUERY_GARBAGE = {"limit": "NaN", "offset": "1e99", "created_after": "9999-99-99"}
+# What a route reads besides its path: a JSON body, a form, nothing (its query string at most: "list"
+# routes validate one), and what it answers when what it reads is fine. The garbage bodies above then get:
+# JSON routes: 400 unparsable, 415 not JSON (twice), 422 wrong fields; form routes: 415 not a form,
+# 400 unparsable multipart, 422 fields missing, 415 not a form; the others ignore a body; list routes
+# answer QUERY_GARBAGE with 422.
+BODY_STATUS = {"json": [400, 415, 415, 422], "form": [415, 400, 422, 415]}
+ROUTE_INPUT: dict[tuple[str, str], tuple[str, int]] = {
+    ("DELETE", "/api/v1/predictions/{prediction_id}"): ("none", 204),
+    ("GET", "/api/v1/audit"): ("list", 200),
+    ("GET", "/api/v1/categories"): ("none", 200),
+    ("GET", "/api/v1/health"): ("none", 200),
+    ("GET", "/api/v1/models"): ("none", 200),
+    ("GET", "/api/v1/predictions"): ("list", 200),
+    ("GET", "/api/v1/predictions/{prediction_id}"): ("none", 200),
+    ("GET", "/api/v1/predictions/{prediction_id}/image"): ("none", 200),
+    ("GET", "/api/v1/retrain/status"): ("none", 200),
+    ("GET", "/api/v1/retrain/{job_id}"): ("none", 404),  # no such job
+    ("GET", "/api/v1/users"): ("list", 200),
+    ("GET", "/api/v1/users/me"): ("none", 200),
+    ("GET", "/docs"): ("none", 200),
+    ("GET", "/docs/oauth2-redirect"): ("none", 200),
+    ("GET", "/metrics"): ("none", 200),
+    ("GET", "/openapi.json"): ("none", 200),
+    ("GET", "/redoc"): ("none", 200),
+    ("PATCH", "/api/v1/predictions/{prediction_id}"): ("json", 200),
+    ("PATCH", "/api/v1/users/{username}"): ("json", 200),
+    ("POST", "/api/v1/auth/token"): ("form", 200),
+    ("POST", "/api/v1/models/rollback"): ("json", 409),
+    ("POST", "/api/v1/models/{version}/promote"): ("json", 404),
+    ("POST", "/api/v1/predictions"): ("form", 201),
+    ("POST", "/api/v1/predictions/{prediction_id}/review"): ("json", 200),
+    ("POST", "/api/v1/retrain"): ("json", 202),
+    ("POST", "/api/v1/users"): ("json", 201),
+}
 
 
-def test_garbage_on_every_route_is_never_a_500(
+def test_garbage_on_every_route_gets_the_answer_that_says_what_was_wrong(
     app: FastAPI, client: TestClient, auth: Callable[[str], Headers], stored_prediction: Stored
 ) -> None:
     from .test_roles import app_routes
 
-    pid = stored_prediction("carl")
-    for method, path in sorted(app_routes(app)):
-        url = path.replace("{prediction_id}", str(pid)).replace("{username}", "cora")
-        for garbage in GARBAGE:
-            kwargs = dict(garbage)
+    assert set(ROUTE_INPUT) == app_routes(app), "a route without an entry in ROUTE_INPUT (or one too many)"
+    got, expected = {}, {}
+    for (method, path), (reads, ok) in sorted(ROUTE_INPUT.items()):
+        requests = [dict(g) for g in GARBAGE]
+        if reads == "list":
+            requests.append({"params": QUERY_GARBAGE})
+        expected[(method, path)] = BODY_STATUS.get(reads, [ok] * len(GARBAGE)) + (
+            [422] if reads == "list" else []
+        )
+        got[(method, path)] = []
+        for kwargs in requests:
+            # A fresh prediction for each request: a DELETE must not leave the next request a 404.
+            url = path.replace("{prediction_id}", str(stored_prediction("carl")))
+            url = url.replace("{username}", "cora").replace("{version}", "7").replace("{job_id}", "nojob")
             headers = {**auth("admin"), **kwargs.pop("headers", {})}
             response = client.request(method, url, headers=headers, **kwargs)
-            assert response.status_code < 500, (method, url, garbage, response.text)
+            got[(method, path)].append(response.status_code)
+            if response.status_code >= 400 and path.startswith("/api/"):
+                assert response.headers["content-type"] == "application/json", (method, url)
+                assert response.json()["detail"], (method, url)
+    assert got == expected

@@ -51,9 +51,26 @@ def test_create_sets_location_and_is_readable_back(
 
 def test_text_only_form_urlencoded_is_accepted(client: TestClient, auth: Callable[[str], Headers]) -> None:
     response = client.post(
-        f"{API}/predictions", data={"designation": "Jeu PS4 FIFA 21"}, headers=auth("carl")
+        f"{API}/predictions",
+        data={"designation": "  Jeu PS4 FIFA 21 ", "description": "Edition standard, version française"},
+        headers=auth("carl"),
     )
     assert response.status_code == 201, response.text
+    body = response.json()
+    assert (body["designation"], body["description"]) == (
+        "Jeu PS4 FIFA 21",
+        "Edition standard, version française",
+    )
+    assert (body["status"], body["created_by"], body["has_image"], body["image_url"]) == (
+        "pending",
+        "carl",
+        False,
+        None,
+    )
+    assert body["prdtypecode"] in CATALOG and body["category"] == CATALOG.name(body["prdtypecode"])
+    assert len(body["top_k"]) == 5 and body["top_k"][0]["prdtypecode"] == body["prdtypecode"]
+    assert response.headers["location"].endswith(f"/predictions/{body['id']}")
+    assert client.get(response.headers["location"], headers=auth("carl")).json() == body
 
 
 def test_the_image_can_be_downloaded_as_sent(

@@ -13,11 +13,20 @@ AIRFLOW_VENV = Path(os.environ.get("PRODTYPE_AIRFLOW_VENV", REPO / ".venv-airflo
 DAGS = REPO / "dags"
 
 
+def in_ci() -> bool:
+    """Under CI (``.ci/run`` exports CI=true) a missing tool fails the test instead of skipping it."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
 def airflow_bin() -> Path:
-    """The airflow executable, or a visible skip saying how to get it (make test creates it)."""
+    """The airflow executable; without it a visible skip saying how to get it (make test creates it), or a
+    failure under CI, where a skipped DAG test would pass unnoticed."""
     path = AIRFLOW_VENV / "bin" / "airflow"
     if not path.is_file():
-        pytest.skip(f"no Airflow virtualenv at {AIRFLOW_VENV}: run `make airflow-venv` (make test does)")
+        message = f"no Airflow virtualenv at {AIRFLOW_VENV}: run `make airflow-venv` (make test does)"
+        if in_ci():
+            pytest.fail(f"{message}; CI=true, so the DAG tests must run")
+        pytest.skip(message)
     return path
 
 

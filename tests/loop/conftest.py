@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,30 +13,32 @@ from prodtype.db.engine import make_engine, make_sessionmaker
 from prodtype.loop_config import LoopSettings
 from prodtype.registry import Registry
 from prodtype.services.retrain import LoopContext
-from service_support.databases import SqliteBackend, sqlite_backend  # noqa: F401 (fixture)
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty MLflow store, migrated once (MLflow's own migrations take ~10 s), copied per test."""
-    folder = tmp_path_factory.mktemp("mlflow-template")
-    registry = Registry(f"sqlite:///{folder / 'mlflow.db'}")
-    registry.client.search_experiments()
-    return folder / "mlflow.db"
+from service_support.databases import Backend, postgres_backend, sqlite_backend  # noqa: F401 (fixtures)
+from service_support.registries import mlflow_template, registry_in  # noqa: F401 (fixture)
 
 
 @pytest.fixture
-def settings(sqlite_backend: SqliteBackend, tmp_path: Path, data_dir: Path) -> Settings:  # noqa: F811
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """SQLite; PostgreSQL as well for the tests marked ``@both_databases`` (the ones whose queries matter:
+    trigger, feedback export, monitoring, retrain watermark). The rest is about files and MLflow."""
+    name = getattr(request, "param", "sqlite")
+    return request.getfixturevalue(f"{name}_backend")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def settings(backend: Backend, tmp_path: Path, data_dir: Path) -> Iterator[Settings]:
     storage = tmp_path / "storage"
-    return Settings(
+    url = backend.fresh(storage)
+    yield Settings(
         _env_file=None,  # type: ignore[call-arg]
         environment="test",
         storage_dir=storage,
-        database_url=sqlite_backend.fresh(storage),
+        database_url=url,
         data_dir=data_dir,
         image_cache_dir=tmp_path / "cache",
         jwt_secret="test-secret-" + "x" * 40,  # type: ignore[arg-type]
     )
+    backend.drop(url)
 
 
 @pytest.fixture
@@ -52,11 +53,8 @@ def loop_settings() -> LoopSettings:
 
 
 @pytest.fixture
-def registry(settings: Settings, loop_settings: LoopSettings, mlflow_template: Path) -> Registry:
-    target = settings.storage_dir / "mlflow" / "mlflow.db"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(mlflow_template, target)
-    return Registry.from_settings(settings, loop_settings)
+def registry(settings: Settings, loop_settings: LoopSettings, mlflow_template: Path) -> Registry:  # noqa: F811
+    return registry_in(settings, loop_settings, mlflow_template)
 
 
 @pytest.fixture

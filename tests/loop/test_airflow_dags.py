@@ -10,6 +10,9 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
+from loop import airflow_support
 from loop.airflow_support import DAGS, airflow_bin, airflow_env
 
 DAGBAG = """
@@ -48,3 +51,15 @@ def test_dags_import_without_errors(tmp_path: Path) -> None:
     ]
     assert bag["dags"]["prodtype_monitoring"]["tasks"] == ["monitor", "retrain_trigger_figures"]
     assert bag["dags"]["prodtype_monitoring"]["schedule"] == "@daily"
+
+
+def test_a_missing_airflow_venv_fails_under_ci_and_is_a_visible_skip_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(airflow_support, "AIRFLOW_VENV", tmp_path / "no-venv")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true, so the DAG tests must run"):
+        airflow_bin()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="make airflow-venv"):
+        airflow_bin()

@@ -16,6 +16,7 @@ from prodtype import cli_loop
 from prodtype.config import Settings, get_settings
 from prodtype.loop_config import get_loop_settings
 from prodtype.registry import Registry
+from service_support.databases import both_databases
 
 
 @pytest.fixture
@@ -39,6 +40,7 @@ def run(settings: Settings, registry: Registry, monkeypatch: pytest.MonkeyPatch)
     get_loop_settings.cache_clear()
 
 
+@both_databases
 def test_export_feedback(run, sessions: sessionmaker[Session], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with sessions() as s:
         review(s, submit(s, "Lampe de chevet", 2060), "accept")
@@ -50,6 +52,7 @@ def test_export_feedback(run, sessions: sessionmaker[Session], tmp_path: Path) -
     assert (tmp_path / "fb" / "X_feedback.csv").is_file() and "1 product(s) written" in err
 
 
+@both_databases
 def test_check_step_exit_code_and_figures(run, sessions: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
     code, out, err = run("retrain", "--step", "check", "--not-needed-exit-code", "99")
     assert code == 99 and json.loads(out)["should_retrain"] is False
@@ -77,6 +80,7 @@ def test_models_commands_on_an_empty_registry(run) -> None:  # type: ignore[no-u
     assert code == 1 and "no version 4" in err
 
 
+@both_databases
 def test_monitor(run, sessions: sessionmaker[Session], tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with sessions() as s:
         review(s, submit(s, "Lampe", 2060), "accept", 2582)

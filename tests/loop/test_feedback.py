@@ -13,7 +13,10 @@ from prodtype.config import Settings
 from prodtype.data.challenge import load_dataset
 from prodtype.services.feedback import FEEDBACK_INDEX_OFFSET, combine, export_feedback, load_feedback
 from prodtype.services.storage import ImageStore
+from service_support.databases import both_databases
 from service_support.images import photo, png_of
+
+pytestmark = both_databases
 
 
 def test_export_writes_the_challenge_format(

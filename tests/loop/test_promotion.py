@@ -71,3 +71,15 @@ def test_a_class_missing_from_the_candidate_counts_as_zero_f1() -> None:
     candidate = result(0.80, **{"2583": (0.90, 30)})
     d = decide(candidate, champion, rules(promotion_max_class_f1_drop=0.3, promotion_min_class_support=5))
     assert not d.promote and d.worst_class == "10"
+
+
+def test_a_drop_of_exactly_the_limit_is_allowed() -> None:
+    champion = result(0.70, **{"10": (0.90, 30), "2583": (0.60, 30)})
+    at_limit = result(0.75, **{"10": (0.70, 30), "2583": (0.90, 30)})  # class 10 loses exactly 0.2
+    d = decide(at_limit, champion, rules(promotion_max_class_f1_drop=0.2, promotion_min_class_support=5))
+    assert d.promote, d.reason
+    assert d.worst_class == "10" and d.worst_class_drop == pytest.approx(0.2)
+    over = result(0.75, **{"10": (0.69, 30), "2583": (0.90, 30)})
+    assert not decide(
+        over, champion, rules(promotion_max_class_f1_drop=0.2, promotion_min_class_support=5)
+    ).promote

@@ -18,6 +18,7 @@ from prodtype.services import retrain
 from prodtype.services.errors import InvalidInputError
 from prodtype.services.evalset import SPLIT_FILE
 from prodtype.services.retrain import LoopContext
+from service_support.databases import both_databases
 
 
 def with_fakes(ctx: LoopContext, *scores: float, **kw: object) -> FakeTrainer:
@@ -27,6 +28,7 @@ def with_fakes(ctx: LoopContext, *scores: float, **kw: object) -> FakeTrainer:
     return trainer
 
 
+@both_databases
 def test_first_retrain_becomes_champion_and_trains_on_base_plus_feedback(
     ctx: LoopContext, sessions: sessionmaker[Session]
 ) -> None:
@@ -74,6 +76,7 @@ def test_a_class_collapse_is_not_promoted(ctx: LoopContext) -> None:
     assert not out["promoted"] and "class 2583 loses" in out["reason"]
 
 
+@both_databases
 def test_no_retrain_unless_the_trigger_fires(ctx: LoopContext, sessions: sessionmaker[Session]) -> None:
     trainer = with_fakes(ctx, 0.5)
     out = retrain.run_all(ctx)

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from loop.records import review, submit
 from prodtype.loop_config import LoopSettings
+from prodtype.services.feedback import export_feedback
+from prodtype.services.storage import ImageStore
 from prodtype.services.trigger import trigger_status
+from service_support.databases import both_databases
+
+pytestmark = both_databases
 
 
 def rules(**kw: object) -> LoopSettings:
@@ -51,3 +57,26 @@ def test_low_live_accuracy_fires_only_over_enough_reviews(sessions: sessionmaker
             review(s, submit(s, f"Bon {i}", 10), "accept")
         status = trigger_status(s, loop, since=None)
         assert status.live_accuracy == 1.0 and not status.should_retrain
+
+
+def test_a_review_at_the_watermark_was_exported_and_is_not_new(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """The export takes reviews up to and including its cutoff; the trigger counts those after it. A review
+    stamped exactly at the cutoff is trained on once, never counted again nor left out."""
+    loop = rules(retrain_min_new_reviews=1, live_accuracy_min_reviews=100)
+    with sessions() as s:
+        before = review(s, submit(s, "Produit déjà exporté", 10), "accept")
+        at_cutoff = review(s, submit(s, "Produit exporté à la limite", 10), "accept")
+        cutoff = at_cutoff.reviewed_at
+        assert cutoff is not None and before.reviewed_at is not None and before.reviewed_at < cutoff
+        exported = export_feedback(s, ImageStore(tmp_path / "images"), tmp_path / "fb", until=cutoff)
+        assert exported.rows == 2
+        status = trigger_status(s, loop, since=datetime.fromisoformat(cutoff.isoformat()))
+        assert (status.new_reviewed_products, status.should_retrain) == (0, False)
+        assert status.live_accuracy is None  # nothing reviewed since the last training
+        review(s, submit(s, "Produit revu ensuite", 10), "accept", 2583)
+        status = trigger_status(s, loop, since=cutoff)
+        assert (status.new_reviewed_products, status.should_retrain) == (1, True)
+        assert (status.live_accuracy, status.live_accuracy_reviews) == (0.0, 1)
+        assert export_feedback(s, ImageStore(tmp_path / "images"), tmp_path / "fb2", until=cutoff).rows == 2

@@ -45,6 +45,10 @@ BACKENDS = [
 ]
 
 
+# For folders whose ``backend`` fixture defaults to SQLite (tests/loop): this test runs on both databases.
+both_databases = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+
+
 def _libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 

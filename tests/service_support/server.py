@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,8 +42,14 @@ class Server:
 
 
 @contextmanager
-def running_server(command: str, env: dict[str, str], startup_timeout: float = 180.0) -> Iterator[Server]:
-    """Run ``prodtype <command> --port N`` with ``env`` added; yield once /api/v1/health answers."""
+def running_server(
+    command: str,
+    env: dict[str, str],
+    startup_timeout: float = 180.0,
+    up: Callable[[httpx.Response], bool] = lambda r: r.status_code == 200,
+) -> Iterator[Server]:
+    """Run ``prodtype <command> --port N`` with ``env`` added; yield once /api/v1/health answers ``up``
+    (healthy by default; a test of a server without a model takes any answer)."""
     port = free_port()
     workdir = env.get("PRODTYPE_STORAGE_DIR")
     if workdir:  # run from there, so that no .env of the developer's is read
@@ -70,7 +76,7 @@ def running_server(command: str, env: dict[str, str], startup_timeout: float = 1
             if process.poll() is not None:
                 raise RuntimeError(f"the server exited with {process.returncode}:\n{server.output}")
             try:
-                if httpx.get(f"{server.url}/api/v1/health", timeout=2).status_code == 200:
+                if up(httpx.get(f"{server.url}/api/v1/health", timeout=2)):
                     break
             except httpx.TransportError:
                 pass

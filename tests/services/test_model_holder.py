@@ -15,6 +15,7 @@ import pytest
 from prodtype.ml.predictor import Predictor
 from prodtype.services.errors import ModelUnavailableError
 from prodtype.services.model_holder import ModelHolder
+from service_support.waiting import until
 
 
 def versioned(version: str) -> Predictor:
@@ -39,22 +40,39 @@ def test_swap_returns_the_previous_model() -> None:
 
 
 def test_readers_always_see_a_whole_model_while_swapping() -> None:
-    models = [versioned(str(i)) for i in range(50)]
+    """Readers run while the models are swapped in order: each read gives one of the installed models,
+    never an error, and no reader ever goes back to an older model once it saw a newer one."""
+    models = [versioned(str(i)) for i in range(20)]
     holder = ModelHolder(models[0])
-    seen: set[str] = set()
+    readers = 4
+    seen: list[list[int]] = [[] for _ in range(readers)]
+    errors: list[BaseException] = []
     stop = threading.Event()
 
-    def read() -> None:
-        while not stop.is_set():
-            seen.add(holder.get().version)
+    def read(mine: list[int]) -> None:
+        try:
+            while not stop.is_set():
+                mine.append(int(holder.get().version))
+        except BaseException as exc:  # an exception in a thread is only a warning to pytest: keep it
+            errors.append(exc)
 
-    readers = [threading.Thread(target=read) for _ in range(4)]
-    for t in readers:
+    threads = [threading.Thread(target=read, args=(seen[i],)) for i in range(readers)]
+    for t in threads:
         t.start()
-    for m in models[1:]:
-        holder.swap(m)
-    stop.set()
-    for t in readers:
-        t.join()
-    assert seen <= {m.version for m in models}
-    assert holder.version == "49"
+    try:
+        for i, m in enumerate(models[1:], start=1):
+            holder.swap(m)
+            # Overlap for real: every reader reads the new model before the next swap.
+            until(
+                lambda i=i: errors or all(s and s[-1] == i for s in seen), 10, f"readers never saw model {i}"
+            )
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    for mine in seen:
+        assert mine == sorted(mine), "a reader saw an older model after a newer one"
+        assert set(mine) == set(range(20))  # each reader saw every model
+    assert holder.version == "19"

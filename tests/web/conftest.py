@@ -26,6 +26,11 @@ from service_support.databases import (  # noqa: F401 (fixtures)
 )
 
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
+# Written out here, not imported: a weakened policy in the code must not weaken the test with it.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 @pytest.fixture(scope="session")
@@ -78,3 +83,28 @@ def submit(
     files = {"image": ("photo.jpg", image, "image/jpeg")} if image is not None else {"image": ("", b"", "")}
     response = client.post("/predict", data=data, files=files)
     return response.status_code, response.headers.get("location") or response.text
+
+
+def assert_security_headers(response: httpx.Response, where: object = "") -> None:
+    """Pages and redirects carry the page policy and the other security headers; photos a policy that
+    allows nothing; the bodiless 401/404 of the photo route carry nothing to protect, nor the JSON 400
+    answered to a body that cannot be parsed as a form."""
+    headers = response.headers
+    kind = headers.get("content-type", "")
+    if kind.startswith("image/"):
+        assert headers.get("content-security-policy") == "default-src 'none'", where
+        assert headers.get("x-content-type-options") == "nosniff", where
+    elif kind.startswith("text/html") or response.is_redirect:
+        assert headers.get("content-security-policy") == PAGE_POLICY, where
+        assert headers.get("x-frame-options") == "DENY", where
+        assert headers.get("x-content-type-options") == "nosniff", where
+        assert headers.get("referrer-policy") == "same-origin", where
+        assert headers.get("cache-control") == "no-store", where
+    elif kind.startswith("application/json"):  # a body no browser sends (unparsable): the API's 400
+        assert response.status_code == 400 and response.json()["detail"], where
+    else:
+        assert response.status_code in (401, 404) and not response.content, (
+            where,
+            response.status_code,
+            kind,
+        )

@@ -18,7 +18,7 @@ from prodtype.web.session import NONCE_COOKIE, SESSION_COOKIE
 from service_support.databases import PASSWORD, SqliteBackend
 from service_support.images import photo
 
-from .conftest import csrf_of, log_in, submit
+from .conftest import assert_security_headers, csrf_of, error_on, log_in, submit
 
 ROLES = ("anonymous", "customer", "reviewer", "admin")
 ACCOUNT = {"customer": "carl", "reviewer": "rita", "admin": "admin"}
@@ -99,13 +99,16 @@ def test_page_by_role(page: tuple[str, str], app: FastAPI) -> None:
             location = submit(customer, "Verre à vin", image=photo(2))[1]
             url = path.replace("{prediction_id}", location.rsplit("/", 1)[1])
         token = csrf_of(browser.get("/login"))
-        got[role] = browser.request(method, url, **body(role, token)).status_code
+        response = browser.request(method, url, **body(role, token))
+        got[role] = response.status_code
+        assert_security_headers(response, (method, url, role))
     assert got == expect
 
 
 PAGE_GARBAGE: list[dict[str, Any]] = [
     {"params": {"page": "NaN", "done": "1e99"}},
     {"params": {"page": "-1", "done": "-5"}},
+    # The forms below carry the page's valid CSRF token, so that the garbage reaches the handlers.
     {"data": {"designation": "\x00" * 10, "prdtypecode": "NaN", "action": "x" * 5000, "page": "1e9"}},
     {"data": {"action": "correct", "prdtypecode": "99999999999999999999999"}},
     {
@@ -116,16 +119,62 @@ PAGE_GARBAGE: list[dict[str, Any]] = [
     {"json": {"designation": 3, "username": ["x"]}},
     {"headers": {"cookie": f"{SESSION_COOKIE}=garbage; {NONCE_COOKIE}={'x' * 43}"}},
 ]
+SIGNED_IN_PAGE = [200] * 7 + [303]  # the garbage is ignored; a garbage session cookie is no session
+NOT_FOUND_PAGE = [404] * 7 + [303]
+# What each page answers, as the admin, to each garbage above, for an existing prediction id, and (for
+# pages with an id) for ids that cannot exist: "abc", one beyond the database's integers, 5000 digits.
+# 403: the form has no valid CSRF token; 400: the body cannot be parsed; 422: a field is wrong (a title of
+# NUL characters included); 303 after a form: done, or with a garbage session, the login page.
+PAGE_GARBAGE_STATUS: dict[tuple[str, str], tuple[list[int], list[int] | None]] = {
+    ("GET", "/"): ([303] * 8, None),
+    ("GET", "/login"): ([200] * 8, None),
+    ("GET", "/predict"): (SIGNED_IN_PAGE, None),
+    ("GET", "/predictions"): (SIGNED_IN_PAGE, None),
+    ("GET", "/review"): (SIGNED_IN_PAGE, None),
+    ("GET", "/predictions/{prediction_id}"): (SIGNED_IN_PAGE, NOT_FOUND_PAGE),
+    ("GET", "/predictions/{prediction_id}/image"): ([200] * 7 + [401], [404] * 7 + [401]),
+    ("POST", "/login"): ([403, 403, 422, 422, 422, 400, 403, 403], None),
+    ("POST", "/logout"): ([403, 403, 303, 303, 303, 400, 403, 403], None),
+    ("POST", "/predict"): ([403, 403, 422, 422, 422, 400, 403, 303], None),
+    ("POST", "/review/{prediction_id}"): (
+        [403, 403, 422, 422, 422, 400, 403, 303],
+        [403, 403, 404, 404, 404, 400, 403, 303],
+    ),
+}
 
 
-def test_garbage_on_every_page_is_never_a_500(app: FastAPI) -> None:
+def test_garbage_on_every_page_gets_the_answer_that_says_what_was_wrong(app: FastAPI) -> None:
+    assert set(PAGE_GARBAGE_STATUS) == page_routes(app)
     browser = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
-    log_in(browser, "admin")
-    pid = submit(browser, "Verre à vin")[1].rsplit("/", 1)[1]
+    got: dict[tuple[str, str, str], list[int]] = {}
     for method, path in sorted(page_routes(app)):
-        for prediction_id in (pid, "abc", "99999999999999999999999", "9" * 5000):
-            url = path.replace("{prediction_id}", prediction_id)
+        ids = ["new", "abc", "99999999999999999999999", "9" * 5000] if "{prediction_id}" in path else ["-"]
+        for prediction_id in ids:
+            statuses = []
             for garbage in PAGE_GARBAGE:
-                response = browser.request(method, url, **garbage)
-                assert response.status_code < 500, (method, url, garbage, response.text[:500])
-            log_in(browser, "admin")  # in case a garbage post logged out
+                if SESSION_COOKIE not in browser.cookies:  # a garbage post may have logged out
+                    log_in(browser, "admin")
+                if prediction_id == "new":  # a fresh pending prediction with a photo for every request
+                    prediction_id_now = submit(browser, "Verre à vin", image=photo(2))[1].rsplit("/", 1)[1]
+                else:
+                    prediction_id_now = prediction_id
+                url = path.replace("{prediction_id}", prediction_id_now)
+                request = {k: dict(v) if isinstance(v, dict) else v for k, v in garbage.items()}
+                if "data" in request:
+                    request["data"]["csrf_token"] = csrf_of(browser.get("/login"))
+                response = browser.request(method, url, **request)
+                statuses.append(response.status_code)
+                assert_security_headers(response, (method, url[:80], garbage))
+                if response.status_code in (400, 403, 404, 422) and "text/html" in response.headers.get(
+                    "content-type", ""
+                ):
+                    assert error_on(response.text), (method, url[:80], garbage)  # says what was wrong
+            got[(method, path, prediction_id[:5])] = statuses
+    expected = {}
+    for (method, path), (existing, missing) in PAGE_GARBAGE_STATUS.items():
+        if "{prediction_id}" in path:
+            for prediction_id in ("new", "abc", "99999"):
+                expected[(method, path, prediction_id)] = existing if prediction_id == "new" else missing
+        else:
+            expected[(method, path, "-")] = existing
+    assert got == expected

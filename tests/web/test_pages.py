@@ -14,7 +14,7 @@ from prodtype.web.session import NONCE_COOKIE, SESSION_COOKIE
 from service_support.databases import SqliteBackend
 from service_support.images import corrupt_jpeg, not_an_image, photo
 
-from .conftest import csrf_of, error_on, log_in, submit
+from .conftest import assert_security_headers, csrf_of, error_on, log_in, submit
 
 CATALOG = load_catalog()
 HOSTILE = '<script>alert("x")</script><img src=x onerror="alert(1)"> Piscine tubulaire ronde'
@@ -113,10 +113,11 @@ def test_submitting_shows_the_type_confidence_and_top_5_names(client: TestClient
         ("", None, 422, "designation is required"),
         ("   ", None, 422, "designation is required"),
         ("x" * 1001, None, 422, "designation is 1001 characters long; at most 1000"),
+        ("Verre\x00 à vin", None, 422, "designation contains a NUL character"),
         ("Mug", not_an_image(), 422, "the uploaded file is not an image"),
         ("Mug", corrupt_jpeg(), 422, "the image"),
     ],
-    ids=["empty", "blank", "too-long", "not-an-image", "corrupt"],
+    ids=["empty", "blank", "too-long", "nul", "not-an-image", "corrupt"],
 )
 def test_bad_input_is_explained_on_the_form(
     client: TestClient, designation: str, image: bytes | None, status: int, message: str
@@ -168,11 +169,25 @@ def test_templates_never_turn_escaping_off() -> None:
 
 
 def test_pages_carry_a_content_security_policy(client: TestClient) -> None:
-    for path in ("/login",):
-        headers = client.get(path).headers
-        assert "script-src 'self'" in headers["content-security-policy"]
-        assert "frame-ancestors 'none'" in headers["content-security-policy"]
-        assert headers["x-content-type-options"] == "nosniff"
+    """Every kind of answer a browser renders: pages, redirects, error pages, the photo; for a stranger,
+    a customer and a reviewer. (test_page_roles.py checks the same on every page for every role.)"""
+    checked = [client.get(path) for path in ("/login", "/", "/predict", "/review")]  # a stranger
+    log_in(client, "carl")
+    location = submit(client, "Piscine tubulaire ronde", image=photo(0))[1]
+    checked += [
+        client.get(path) for path in ("/", "/predict", "/predictions", location, "/predictions/424242")
+    ]
+    checked += [client.get("/review"), client.get(f"{location}/image")]
+    token = csrf_of(client.get("/predict"))
+    checked += [
+        client.post("/predict", data={"designation": "", "csrf_token": token})
+    ]  # the form, with an error
+    log_in(client, "rita")
+    checked += [client.get("/review"), client.post("/logout", data={"csrf_token": "0" * 64})]
+    statuses = sorted({r.status_code for r in checked})
+    assert statuses == [200, 303, 403, 404, 422], statuses  # each kind of answer was seen
+    for response in checked:
+        assert_security_headers(response, (response.request.method, response.request.url.path))
 
 
 def test_my_predictions_lists_only_mine_newest_first(client: TestClient) -> None:

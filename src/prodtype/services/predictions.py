@@ -100,6 +100,9 @@ def check_submission(
         raise InvalidInputError(
             f"description is {len(description)} characters long; at most {MAX_DESCRIPTION_CHARS} are accepted"
         )
+    for name, value in (("designation", designation), ("description", description)):
+        if "\x00" in value:  # PostgreSQL cannot store it (SQLite can): refused alike on both
+            raise InvalidInputError(f"{name} contains a NUL character (\\x00); send plain text without it")
     image, image_type = submission.image, None
     if image is not None:
         declared = (submission.image_content_type or "").split(";")[0].strip().lower()
