@@ -71,6 +71,7 @@ RULES: dict[tuple[str, str], Call] = {
     ("GET", "/docs/oauth2-redirect"): Call(everyone(200)),
     ("GET", "/redoc"): Call(everyone(200)),
     ("POST", f"{API}/auth/token"): Call(everyone(200), _login),
+    ("POST", f"{API}/auth/logout"): Call(signed_in(204)),
     ("GET", f"{API}/health"): Call(everyone(200)),
     ("GET", "/metrics"): Call(everyone(200)),
     ("GET", f"{API}/categories"): Call(signed_in(200)),
@@ -89,6 +90,7 @@ RULES: dict[tuple[str, str], Call] = {
     ("GET", f"{API}/users"): Call(admins(200)),
     ("POST", f"{API}/users"): Call(admins(201), _new_user),
     ("PATCH", f"{API}/users/{{username}}"): Call(admins(200), lambda _r: {"json": {"role": "reviewer"}}),
+    ("POST", f"{API}/users/{{username}}/logout"): Call(admins(204)),
     ("GET", f"{API}/audit"): Call(admins(200)),
     # The learning loop (tests/loop and tests/e2e check what these do; here: who may call them).
     # No model is registered in these tests: promote answers 404, rollback 409; the retrain body is

@@ -26,7 +26,7 @@ from prodtype.services.errors import (
     UnsupportedMediaTypeError,
 )
 from prodtype.services.model_holder import ModelHolder
-from prodtype.services.security import decode_access_token
+from prodtype.services.security import decode_token
 from prodtype.services.storage import ImageStore
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 (a URL, not a secret)
@@ -72,8 +72,8 @@ def get_current_user(
         raise AuthenticationError(
             f"not authenticated: send 'Authorization: Bearer <token>' with a token from POST {TOKEN_URL}"
         )
-    username = decode_access_token(token, request.app.state.jwt_secret)
-    return users.active_user(session, username)
+    claims = decode_token(token, request.app.state.jwt_secret)
+    return users.active_user(session, claims.username, claims.version)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

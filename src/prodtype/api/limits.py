@@ -31,7 +31,7 @@ class RequestSizeLimit:
             return
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
-            if not declared.strip().isdigit():
+            if not (declared.strip().isascii() and declared.strip().isdigit()):
                 await error_response(400, f"invalid Content-Length header {declared!r}")(scope, receive, send)
                 return
             if int(declared) > self.max_body_bytes:

@@ -91,6 +91,10 @@ class ImageStore:
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
+    def discard(self, digest: str) -> None:
+        """Remove a file that nothing references (the caller holds :meth:`lock` and knows it)."""
+        self.path_for(digest).unlink(missing_ok=True)
+
     def remove_if_unreferenced(self, digest: str, references: Callable[[str], int]) -> bool:
         """Delete the file when ``references(digest)`` (a fresh count from the database) is zero."""
         with self.lock():

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from fastapi import Path as PathParam
 
-from prodtype.api.deps import AdminUser, SessionDep
+from prodtype.api.deps import AdminUser
 from prodtype.api.loop import follower_of, registry_of
 from prodtype.api.loop_schemas import ModelChange, ModelChangePublic, ModelsPublic, ModelVersionPublic
-from prodtype.services import audit, models
+from prodtype.services import models
 from prodtype.services.champion import load_checked
+from prodtype.services.promotions import PromotionLedger
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -39,15 +40,16 @@ def list_models(request: Request, _admin: AdminUser) -> ModelsPublic:
     )
 
 
-def _changed(
-    request: Request, session: Any, admin: Any, action: str, info: dict[str, Any]
-) -> ModelChangePublic:
+def _ledger(request: Request) -> PromotionLedger:
+    return PromotionLedger(request.app.state.sessions)
+
+
+def _changed(request: Request, info: dict[str, Any]) -> ModelChangePublic:
+    # The ledger has recorded the change (and its audit event); the follower switches when it next looks.
     follower = follower_of(request)
     if follower is not None:
         follower.allow_retry(info["version"])
         follower.wake()
-    audit.record(session, action, "model", info["version"], admin, {"reason": info.get("reason")})
-    session.commit()
     serving, _ = _serving(request)
     return ModelChangePublic(
         champion=ModelVersionPublic(**info),
@@ -59,20 +61,24 @@ def _changed(
 @router.post("/rollback")
 def rollback(
     request: Request,
-    session: SessionDep,
     admin: AdminUser,
     body: Annotated[ModelChange | None, Body()] = None,
 ) -> ModelChangePublic:
     """Give the champion alias back to the previous champion (its bundle is checked first)."""
     reason = body.reason if body else None
-    info = models.rollback(registry_of(request), actor=admin.username, reason=reason, check=_checker(request))
-    return _changed(request, session, admin, "model.rolled_back", info)
+    info = models.rollback(
+        registry_of(request),
+        actor=admin.username,
+        reason=reason,
+        check=_checker(request),
+        ledger=_ledger(request),
+    )
+    return _changed(request, info)
 
 
 @router.post("/{version}/promote")
 def promote(
     request: Request,
-    session: SessionDep,
     admin: AdminUser,
     version: Annotated[int, PathParam(ge=1)],
     body: Annotated[ModelChange | None, Body()] = None,
@@ -80,6 +86,11 @@ def promote(
     """Make a version the champion; a bundle that fails its checks is refused (422) and nothing changes."""
     reason = body.reason if body else None
     info = models.promote(
-        registry_of(request), version, actor=admin.username, reason=reason, check=_checker(request)
+        registry_of(request),
+        version,
+        actor=admin.username,
+        reason=reason,
+        check=_checker(request),
+        ledger=_ledger(request),
     )
-    return _changed(request, session, admin, "model.promoted", info)
+    return _changed(request, info)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from prodtype.api.deps import AdminUser, CurrentUser, SessionDep
 from prodtype.api.schemas import UserCreate, UserPublic, UsersPublic, UserUpdate
@@ -45,3 +45,10 @@ def update_user(username: str, body: UserUpdate, session: SessionDep, admin: Adm
         session, username, admin, role=body.role, disabled=body.disabled, password=body.password
     )
     return UserPublic.from_row(user)
+
+
+@router.post("/{username}/logout", status_code=204, response_class=Response)
+def log_out_user(username: str, session: SessionDep, admin: AdminUser) -> Response:
+    """Log a user out everywhere: every token issued to them so far stops working (admins only)."""
+    users.revoke_tokens(session, username, admin, why=f"logged out by {admin.username}")
+    return Response(status_code=204)
