@@ -140,7 +140,11 @@ def test_route_by_role(
         url = path
         if "{prediction_id}" in path:  # a fresh prediction of the customer's for each call
             url = url.replace("{prediction_id}", str(stored_prediction("carl")))
-        url = url.replace("{username}", "cora").replace("{version}", "1").replace("{job_id}", "nosuchjob")
+        url = (
+            url.replace("{username}", "cora")
+            .replace("{version}", "1")
+            .replace("{job_id}", "20260101000000deadbeef")
+        )
         headers = auth(ACCOUNT[role]) if role in ACCOUNT else {}
         response = client.request(method, url, headers=headers, **call.body(role))
         got[role] = response.status_code

@@ -15,6 +15,7 @@ from prodtype.api.guards import AuthenticateFirst, NoSniff
 from prodtype.api.limits import RequestSizeLimit
 from prodtype.api.loop import install_loop
 from prodtype.api.metrics import install_metrics
+from prodtype.api.openapi import install_openapi
 from prodtype.api.routes import audit, auth, categories, health, models, predictions, retrain, users
 from prodtype.api.schemas import API_PREFIX
 from prodtype.catalog import load_catalog
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     install_web(app)  # the pages at /
     install_loop(app)  # the registry, and following the champion alias
     register_exception_handlers(app)
+    install_openapi(app)  # every status code each route answers, with the real error body
     return app
 
 

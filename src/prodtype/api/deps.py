@@ -91,6 +91,7 @@ def require_role(*roles: Role) -> Any:
             )
         return user
 
+    setattr(check, "prodtype_roles", allowed)  # noqa: B010 (read by prodtype.api.openapi)
     return Depends(check)
 
 

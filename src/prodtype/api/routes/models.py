@@ -11,6 +11,7 @@ from fastapi import Path as PathParam
 from prodtype.api.deps import AdminUser
 from prodtype.api.loop import follower_of, registry_of
 from prodtype.api.loop_schemas import ModelChange, ModelChangePublic, ModelsPublic, ModelVersionPublic
+from prodtype.api.schemas import ErrorPublic
 from prodtype.services import models
 from prodtype.services.champion import load_checked
 from prodtype.services.promotions import PromotionLedger
@@ -58,7 +59,12 @@ def _changed(request: Request, info: dict[str, Any]) -> ModelChangePublic:
     )
 
 
-@router.post("/rollback")
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorPublic, "description": "Nothing to roll back to, or already the champion"}
+}
+
+
+@router.post("/rollback", responses=CONFLICT)
 def rollback(
     request: Request,
     admin: AdminUser,
@@ -76,7 +82,7 @@ def rollback(
     return _changed(request, info)
 
 
-@router.post("/{version}/promote")
+@router.post("/{version}/promote", responses=CONFLICT)
 def promote(
     request: Request,
     admin: AdminUser,
