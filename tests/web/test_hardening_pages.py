@@ -79,3 +79,13 @@ def test_the_login_form_is_throttled_too(strict_client: TestClient) -> None:
     status, page, retry_after = attempt(PASSWORD)  # the right one, too late
     assert status == 429 and "too many failed logins" in error_on(page)
     assert retry_after is not None and 1 <= int(retry_after) <= 60
+
+
+def test_a_strangers_form_is_not_read_before_the_login_page(client: TestClient) -> None:
+    big = {"designation": "x" * (1024 * 1024 + 100), "csrf_token": "x"}
+    for path in ("/predict", "/review/1"):
+        response = client.post(path, files={k: (None, v) for k, v in big.items()})
+        assert (response.status_code, response.headers["location"]) == (303, "/login"), path
+    client.cookies.set(SESSION_COOKIE, "forged.token.value")
+    response = client.post("/predict", files={k: (None, v) for k, v in big.items()})
+    assert (response.status_code, response.headers["location"]) == (303, "/login")

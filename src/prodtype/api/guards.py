@@ -11,6 +11,8 @@ the user and the token's version as always.
 from __future__ import annotations
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodtype.api.errors import error_response
@@ -20,6 +22,10 @@ from prodtype.services.security import decode_token
 API_PREFIX = "/api/v1/"
 # Routes that read a body without a token.
 PUBLIC_WITH_BODY = frozenset({"/api/v1/auth/token"})
+# The web page's forms that need a session (the cookie holds the same token): a stranger is sent to the
+# login page before the form is read, as the page itself would.
+WEB_FORMS = ("/predict", "/review/")
+SESSION_COOKIE = "prodtype_session"  # prodtype.web.session.SESSION_COOKIE (api does not import web)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 TOKEN_HINT = "send 'Authorization: Bearer <token>' with a token from POST /api/v1/auth/token"  # noqa: S105 (a message, not a secret)
 
@@ -30,12 +36,14 @@ class AuthenticateFirst:
         self.jwt_secret = jwt_secret
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] not in _BODY_METHODS
-            or not scope["path"].startswith(API_PREFIX)
-            or scope["path"].rstrip("/") in PUBLIC_WITH_BODY
-        ):
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == WEB_FORMS[0] or path.startswith(WEB_FORMS[1]):
+            await self._web_form(scope, receive, send)
+            return
+        if not path.startswith(API_PREFIX) or path.rstrip("/") in PUBLIC_WITH_BODY:
             await self.app(scope, receive, send)
             return
         authorization = Headers(scope=scope).get("authorization", "")
@@ -47,6 +55,15 @@ class AuthenticateFirst:
             decode_token(token.strip(), self.jwt_secret)
         except AuthenticationError as exc:
             await error_response(401, str(exc))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _web_form(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = Request(scope).cookies.get(SESSION_COOKIE, "")
+        try:
+            decode_token(token, self.jwt_secret)
+        except AuthenticationError:
+            await RedirectResponse("/login", status_code=303)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
