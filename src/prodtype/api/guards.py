@@ -25,7 +25,8 @@ PUBLIC_WITH_BODY = frozenset({"/api/v1/auth/token"})
 # The web page's forms that need a session (the cookie holds the same token): a stranger is sent to the
 # login page before the form is read, as the page itself would.
 WEB_FORMS = ("/predict", "/review/")
-SESSION_COOKIE = "prodtype_session"  # prodtype.web.session.SESSION_COOKIE (api does not import web)
+SESSION_COOKIE = "prodtype_session"
+CLAIMS_STATE = "prodtype_token_claims"  # prodtype.web.session.SESSION_COOKIE (api does not import web)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 TOKEN_HINT = "send 'Authorization: Bearer <token>' with a token from POST /api/v1/auth/token"  # noqa: S105 (a message, not a secret)
 
@@ -52,10 +53,12 @@ class AuthenticateFirst:
             await error_response(401, f"not authenticated: {TOKEN_HINT}")(scope, receive, send)
             return
         try:
-            decode_token(token.strip(), self.jwt_secret)
+            claims = decode_token(token.strip(), self.jwt_secret)
         except AuthenticationError as exc:
             await error_response(401, str(exc))(scope, receive, send)
             return
+        # Decoded once: the route's dependency reuses the claims of this same token.
+        scope.setdefault("state", {})[CLAIMS_STATE] = (token.strip(), claims)
         await self.app(scope, receive, send)
 
     async def _web_form(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -26,7 +26,7 @@ from prodtype.services.errors import (
     UnsupportedMediaTypeError,
 )
 from prodtype.services.image_metadata import strip_metadata
-from prodtype.services.storage import ImageStore, sha256_hex, sniff_image_type
+from prodtype.services.storage import ImageStore, sniff_image_type
 
 MAX_DESIGNATION_CHARS = 1_000
 MAX_DESCRIPTION_CHARS = 50_000
@@ -189,10 +189,8 @@ def record_prediction(
     # between the write and the commit; and so that, when the insert fails, a file this call created is
     # referenced by nothing else and can go again (no orphan file).
     with store.lock():
-        row.image_sha256 = digest = sha256_hex(submission.image)
-        row.image_content_type = submission.image_type
-        created = not store.exists(digest)
-        store.put(submission.image)
+        digest, created = store.add(submission.image)
+        row.image_sha256, row.image_content_type = digest, submission.image_type
         try:
             return _insert(session, row, user)
         except BaseException:
