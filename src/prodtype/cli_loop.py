@@ -219,6 +219,7 @@ def models_promote(
     from prodtype.registry import Registry
     from prodtype.services import models
     from prodtype.services.champion import load_checked
+    from prodtype.services.promotions import PromotionLedger
 
     with _errors():
         ctx = _ctx()
@@ -229,6 +230,7 @@ def models_promote(
             actor="cli",
             reason=reason,
             check=lambda p: load_checked(p, codes),
+            ledger=PromotionLedger(ctx.sessions()),
         )
     _print_json(info)
 
@@ -241,6 +243,7 @@ def models_rollback(
     from prodtype.registry import Registry
     from prodtype.services import models
     from prodtype.services.champion import load_checked
+    from prodtype.services.promotions import PromotionLedger
 
     with _errors():
         ctx = _ctx()
@@ -250,6 +253,7 @@ def models_rollback(
             actor="cli",
             reason=reason,
             check=lambda p: load_checked(p, codes),
+            ledger=PromotionLedger(ctx.sessions()),
         )
     _print_json(info)
 

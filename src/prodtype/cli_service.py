@@ -196,7 +196,61 @@ def users_disable(
         console.print(f"{user.username} is {'disabled' if user.disabled else 'enabled'}")
 
 
+@users_app.command("logout")
+def users_logout(username: str) -> None:
+    """Log an account out everywhere: every token issued to it so far (API and web page) stops working."""
+    with _service_errors(), _database(get_settings()) as session:
+        user = users.revoke_tokens(session, username, None, why="logged out from the command line")
+        console.print(f"{user.username} is logged out everywhere")
+
+
+def doctor(
+    fix: Annotated[bool, typer.Option("--fix", help="Remove orphan and temporary image files")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Check the database and the image store (after a crash, say): integrity, schema, orphan image files,
+    predictions whose file is missing. Exits 1 while a problem remains."""
+    import json
+
+    from prodtype.services.doctor import SHOWN, examine
+    from prodtype.services.storage import ImageStore
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            report = examine(engine, session, ImageStore(settings.images_dir), fix=fix)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        console.print(f"database      {report.database}")
+        console.print(f"integrity     {report.integrity}")
+        console.print(f"schema        {report.schema_revision} (expected {report.schema_head})")
+        console.print(
+            f"images        {report.image_files} file(s) in {report.images_dir}, "
+            f"{report.referenced_images} referenced"
+        )
+        for digest in report.orphan_files[:SHOWN]:
+            state = "removed" if digest in report.removed_files else "orphan"
+            console.print(f"  {state}: {digest}")
+        for name in report.temporary_files[:SHOWN]:
+            state = "removed" if name in report.removed_files else "temporary file"
+            console.print(f"  {state}: {name}")
+        for problem in report.problems:
+            err_console.print(f"[red]problem:[/red] {problem}")
+        if report.healthy:
+            removed = f" ({len(report.removed_files)} file(s) removed)" if fix else ""
+            console.print(f"[green]healthy[/green]{removed}")
+        elif report.orphan_files and not fix:
+            err_console.print("run `prodtype doctor --fix` to remove orphan and temporary files")
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("run")(run)
+    app.command("doctor")(doctor)
     app.add_typer(users_app, name="users")

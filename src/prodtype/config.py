@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "changethis", "password"}
@@ -55,6 +55,26 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
 
     threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), gt=0)
+
+    # Login throttling (failed logins; see prodtype.services.throttle): where the counters live
+    # ("database", shared by every worker; or a `limits` storage URI such as redis://127.0.0.1:6379/0),
+    # and the windows per username and per client address.
+    rate_limit_storage: str = "database"
+    login_limit_per_username: str = "5/minute;20/hour;100/day"
+    login_limit_per_address: str = "20/minute;100/hour;1000/day"
+
+    @field_validator("login_limit_per_username", "login_limit_per_address")
+    @classmethod
+    def _rate_limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a list of rate limits; expected e.g. '5/minute;20/hour;100/day'"
+            ) from None
+        return value
 
     @model_validator(mode="after")
     def _secrets_outside_development(self) -> Settings:

@@ -412,13 +412,16 @@ class Registry:
             stack.append(current)  # the alias was set by hand outside prodtype: treat it as a reign
         return stack[-2] if len(stack) >= 2 else None
 
-    def rollback(self, *, reason: str = "rollback", actor: str | None = None) -> ModelVersionInfo:
-        """Give the champion alias back to the champion before the current one."""
+    def rollback(
+        self, *, reason: str = "rollback", actor: str | None = None, to: int | None = None
+    ) -> ModelVersionInfo:
+        """Give the champion alias back to the champion before the current one (or to ``to``, the one
+        prodtype's own records say came before)."""
         with self._locked():
             current = self._aliases().get(CHAMPION) if self.has_model() else None
             if current is None:
                 raise RegistryError(f"{self.model_name} has no champion to roll back from")
-            previous = self.previous_champion()
+            previous = to if to is not None else self.previous_champion()
             if previous is None:
                 raise RegistryError(
                     f"version {current} is the first champion of {self.model_name}: there is no previous "

@@ -72,8 +72,11 @@ def test_admin_manages_accounts(client: TestClient, auth: Callable[[str], Header
     login(client, "nina", "another long password")
 
     audit = client.get(f"{API}/audit", params={"entity": "user", "entity_id": "nina"}, headers=admin).json()
-    assert [e["action"] for e in audit["data"]] == ["user.updated"] * 3 + ["user.created"]
-    assert all(e["actor"] == "admin" for e in audit["data"])
+    actions = [e["action"] for e in audit["data"]]
+    assert actions == ["user.updated", "auth.login_failed", "user.updated", "user.updated", "user.created"]
+    assert all(e["actor"] == "admin" for e in audit["data"] if e["action"] != "auth.login_failed")
+    failed = audit["data"][1]
+    assert failed["actor"] is None and failed["details"]["reason"] == "account disabled"
     assert "another long password" not in str(audit)
 
 

@@ -75,6 +75,7 @@ RULES: dict[tuple[str, str], Call] = {
     ("GET", "/docs/oauth2-redirect"): Call(everyone(200)),
     ("GET", "/redoc"): Call(everyone(200)),
     ("POST", f"{API}/auth/token"): Call(everyone(200), _login),
+    ("POST", f"{API}/auth/logout"): Call(signed_in(204)),
     ("GET", f"{API}/health"): Call(everyone(200)),
     ("GET", "/metrics"): Call(everyone(200)),
     ("GET", f"{API}/categories"): Call(signed_in(200)),
@@ -94,6 +95,7 @@ RULES: dict[tuple[str, str], Call] = {
     ("GET", f"{API}/users"): Call(admins(200)),
     ("POST", f"{API}/users"): Call(admins(201), _new_user),
     ("PATCH", f"{API}/users/{{username}}"): Call(admins(200), lambda _r: {"json": {"role": "reviewer"}}),
+    ("POST", f"{API}/users/{{username}}/logout"): Call(admins(204)),
     ("GET", f"{API}/audit"): Call(admins(200)),
     # The learning loop (tests/loop and tests/e2e check what these do; here: who may call them).
     # No model is registered in these tests: promote answers 404, rollback 409; the retrain body is
@@ -143,7 +145,11 @@ def test_route_by_role(
         url = path
         if "{prediction_id}" in path:  # a fresh prediction of the customer's for each call
             url = url.replace("{prediction_id}", str(stored_prediction("carl")))
-        url = url.replace("{username}", "cora").replace("{version}", "1").replace("{job_id}", "nosuchjob")
+        url = (
+            url.replace("{username}", "cora")
+            .replace("{version}", "1")
+            .replace("{job_id}", "20260101000000deadbeef")
+        )
         headers = auth(ACCOUNT[role]) if role in ACCOUNT else {}
         response = client.request(method, url, headers=headers, **call.body(role))
         got[role] = response.status_code

@@ -163,6 +163,21 @@ def test_compose_runs_prodtype_postgres_mlflow_and_prometheus_with_healthchecks(
     assert env["PRODTYPE_MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
 
 
+def test_mlflow_and_postgres_are_reachable_from_prodtype_only() -> None:
+    """MLflow's server has no authentication: it must not be published nor share a network with anything
+    but prodtype (which serves only the champions it recorded itself, see services/promotions.py)."""
+    data = compose()
+    services, networks = data["services"], data["networks"]
+    for name in ("mlflow", "postgres"):
+        assert "ports" not in services[name], f"{name} publishes a port"
+        assert services[name]["networks"] == ["backend"], name
+    assert networks["backend"]["internal"] is True
+    on_backend = {n for n, s in services.items() if "backend" in s.get("networks", [])}
+    assert on_backend == {"prodtype", "mlflow", "postgres"}
+    assert set(services["prodtype"]["networks"]) == {"frontend", "backend"}
+    assert "frontend" in services["prometheus"]["networks"]  # it scrapes prodtype there
+
+
 def test_compose_holds_no_secrets() -> None:
     for name, service in compose()["services"].items():
         env = service.get("environment", {})

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prodtype.catalog import load_catalog
+from prodtype.services.users import BAD_CREDENTIALS
 from prodtype.web.render import TEMPLATES_DIR
 from prodtype.web.session import NONCE_COOKIE, SESSION_COOKIE
 from service_support.databases import SqliteBackend
@@ -54,8 +55,8 @@ def test_login_sets_an_httponly_strict_cookie_and_logout_removes_it(client: Test
 @pytest.mark.parametrize(
     ("username", "password", "status", "message"),
     [
-        ("carl", "wrong password", 401, "incorrect username or password"),
-        ("nobody", "wrong password", 401, "incorrect username or password"),
+        ("carl", "wrong password", 401, BAD_CREDENTIALS),
+        ("nobody", "wrong password", 401, BAD_CREDENTIALS),
         ("carl", "", 422, "enter your username and your password"),
     ],
 )

@@ -11,9 +11,11 @@ from starlette.concurrency import run_in_threadpool
 
 import prodtype
 from prodtype.api.errors import register_exception_handlers
+from prodtype.api.guards import AuthenticateFirst, NoSniff
 from prodtype.api.limits import RequestSizeLimit
 from prodtype.api.loop import install_loop
 from prodtype.api.metrics import install_metrics
+from prodtype.api.openapi import install_openapi
 from prodtype.api.routes import audit, auth, bulk, categories, health, models, predictions, retrain, users
 from prodtype.api.schemas import API_PREFIX
 from prodtype.catalog import load_catalog
@@ -23,6 +25,7 @@ from prodtype.db.engine import describe_url, make_engine, make_sessionmaker
 from prodtype.services.batching import MicroBatcher
 from prodtype.services.model_holder import ModelHolder, find_model, load_warm
 from prodtype.services.storage import ImageStore
+from prodtype.services.throttle import LoginThrottle, make_storage
 from prodtype.web.routes import install_web
 
 log = logging.getLogger(__name__)
@@ -70,12 +73,16 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         description=DESCRIPTION,
         lifespan=lifespan,
     )
+    jwt_secret = settings.jwt_secret_value()
+    # Outermost last: the size limit, then authentication, run before any body is read.
+    app.add_middleware(AuthenticateFirst, jwt_secret=jwt_secret)
     app.add_middleware(
         RequestSizeLimit,
         max_body_bytes=settings.max_request_bytes,
         upload_limit_bytes=settings.upload_limit_bytes,
         per_path={f"{API_PREFIX}/predictions/batch": settings.bulk_max_request_bytes},
     )
+    app.add_middleware(NoSniff)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
@@ -83,7 +90,12 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.state.catalog = load_catalog(settings.categories_file)
     app.state.model_holder = holder
     app.state.batcher = MicroBatcher(settings.batch_max_size, settings.batch_max_wait_ms / 1000)
-    app.state.jwt_secret = settings.jwt_secret_value()
+    app.state.jwt_secret = jwt_secret
+    app.state.login_throttle = LoginThrottle(
+        make_storage(settings.rate_limit_storage, engine),
+        settings.login_limit_per_username,
+        settings.login_limit_per_address,
+    )
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (auth, predictions, bulk, categories, health, users, audit, models, retrain):
@@ -93,6 +105,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     install_web(app)  # the pages at /
     install_loop(app)  # the registry, and following the champion alias
     register_exception_handlers(app)
+    install_openapi(app)  # every status code each route answers, with the real error body
     return app
 
 

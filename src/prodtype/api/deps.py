@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from prodtype.api.guards import CLAIMS_STATE
 from prodtype.api.metrics import instrument
 from prodtype.catalog import Catalog
 from prodtype.config import Settings
@@ -27,7 +28,7 @@ from prodtype.services.errors import (
     UnsupportedMediaTypeError,
 )
 from prodtype.services.model_holder import ModelHolder
-from prodtype.services.security import decode_access_token
+from prodtype.services.security import decode_token
 from prodtype.services.storage import ImageStore
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 (a URL, not a secret)
@@ -75,8 +76,11 @@ def get_current_user(
         raise AuthenticationError(
             f"not authenticated: send 'Authorization: Bearer <token>' with a token from POST {TOKEN_URL}"
         )
-    username = decode_access_token(token, request.app.state.jwt_secret)
-    return users.active_user(session, username)
+    decoded = getattr(request.state, CLAIMS_STATE, None)  # by AuthenticateFirst, for requests with a body
+    claims = (
+        decoded[1] if decoded and decoded[0] == token else decode_token(token, request.app.state.jwt_secret)
+    )
+    return users.active_user(session, claims.username, claims.version)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
@@ -94,6 +98,7 @@ def require_role(*roles: Role) -> Any:
             )
         return user
 
+    setattr(check, "prodtype_roles", allowed)  # noqa: B010 (read by prodtype.api.openapi)
     return Depends(check)
 
 

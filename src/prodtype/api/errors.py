@@ -22,6 +22,8 @@ from prodtype.services.errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     ServiceError,
+    ServiceUnavailableError,
+    TooManyRequestsError,
     UnsupportedMediaTypeError,
 )
 
@@ -36,6 +38,8 @@ STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     PayloadTooLargeError: 413,
     UnsupportedMediaTypeError: 415,
     ModelUnavailableError: 503,
+    TooManyRequestsError: 429,
+    ServiceUnavailableError: 503,
 }
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
@@ -57,7 +61,10 @@ def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None
 
 async def _service_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    return error_response(status_for(exc), str(exc))
+    response = error_response(status_for(exc), str(exc))
+    if isinstance(exc, TooManyRequestsError):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

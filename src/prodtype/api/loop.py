@@ -14,6 +14,7 @@ from prodtype.loop_config import LoopSettings
 from prodtype.registry import Registry
 from prodtype.services.champion import ChampionFollower
 from prodtype.services.model_holder import load_warm
+from prodtype.services.promotions import PromotionLedger
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,8 @@ def install_loop(app: FastAPI, loop: LoopSettings | None = None) -> None:
                 known_codes=list(a.state.catalog.codes),
                 # the settings' thread count and pixel limit, warmed up before it takes requests
                 loader=lambda path: load_warm(path, settings),
+                # only what prodtype recorded is served, never an alias moved in MLflow by someone else
+                recorded=lambda: PromotionLedger(a.state.sessions).champion(registry.model_name),
             )
             a.state.champion_follower = follower
             if loop_settings.follow_champion and registry.store_exists():

@@ -27,6 +27,10 @@ from prodtype.services.model_holder import ModelHolder
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "<unmatched>"  # requests no route answers: their paths would make the label set unbounded
+# The HTTP parser accepts any token as a method: only these become label values, the rest count as "other"
+# (each distinct value is a new series in every scrape, so a label must never take what a client sends).
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -191,7 +195,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            labels = {"method": scope["method"], "route": self.templates.find(path), "status": str(status)}
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+            labels = {"method": method, "route": self.templates.find(path), "status": str(status)}
             self.metrics.requests.labels(**labels).inc()
             self.metrics.request_seconds.labels(**labels).observe(time.perf_counter() - start)
 

@@ -19,9 +19,17 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class FieldErrorPublic(BaseModel):
+    field: str = Field(description="The field, e.g. 'limit' or 'body.prdtypecode'; 'body' for the whole body")
+    message: str
+    type: str = Field(description="The kind of problem, e.g. 'missing', 'int_parsing', 'less_than_equal'")
+
+
 class ErrorPublic(BaseModel):
     detail: str = Field(description="What was wrong, in words")
-    errors: list[dict[str, Any]] | None = Field(default=None, description="Per-field details, for 422")
+    errors: list[FieldErrorPublic] | None = Field(
+        default=None, description="Per-field details (422 for invalid fields only)"
+    )
 
 
 class Token(BaseModel):

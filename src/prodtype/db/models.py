@@ -89,6 +89,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.CUSTOMER.value)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Every access token carries the version current when it was issued; bumping it (password change,
+    # disable, log out everywhere) revokes all of them at once. Read with the user row on every request.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -143,3 +146,35 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     __table_args__ = (Index("ix_audit_log_entity", "entity", "entity_id"),)
+
+
+class RateLimitCounter(Base):
+    """A fixed-window counter of the login throttle (``limits``' storage interface, see
+    :mod:`prodtype.services.throttle`), shared by every worker process that uses this database."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)  # seconds since the epoch
+
+
+class ModelPromotion(Base):
+    """A champion chosen through prodtype (promote, rollback, the retrain job): the only versions a
+    running service will switch to. Whoever can write to the MLflow registry cannot write here."""
+
+    __tablename__ = "model_promotions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    model_name: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))  # promote or rollback
+    version: Mapped[int] = mapped_column(Integer)
+    previous_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    # sha256 of the bundle's manifest.json (which holds the sha256 of every other file) when promoted:
+    # a bundle replaced in the registry's artifact store afterwards is refused.
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    actor: Mapped[str | None] = mapped_column(String(64), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_model_promotions_model_name", "model_name", "id"),)

@@ -23,6 +23,7 @@ from prodtype.loop_config import LoopSettings
 from prodtype.ml.predictor import Prediction, Predictor, ProductInput
 from prodtype.registry import CHAMPION, Registry
 from prodtype.services.model_holder import ModelHolder, load_model
+from prodtype.services.promotions import RecordedChampion, manifest_digest
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,12 @@ def load_checked(path: Path, known_codes: Collection[int] | None = None) -> Pred
 
 
 class ChampionFollower:
+    """Follows the champion. With ``recorded`` (the service always passes it: prodtype's own record of
+    its promotions, see :mod:`prodtype.services.promotions`), the version served is the one prodtype
+    recorded, and only if its bundle's manifest is the one recorded; an alias that points elsewhere (moved
+    in MLflow by someone else) is reported in :meth:`status` and the logs, and ignored. Without it, the
+    alias is followed as it is (for tools that only have a registry)."""
+
     def __init__(
         self,
         holder: ModelHolder,
@@ -101,14 +108,17 @@ class ChampionFollower:
         *,
         known_codes: Collection[int] | None = None,
         loader: Callable[[Path], Predictor] = load_model,
+        recorded: Callable[[], RecordedChampion | None] | None = None,
     ) -> None:
         self.holder = holder
         self.registry = registry
         self.loop = loop
         self.known_codes = known_codes
         self.loader = loader
+        self.recorded = recorded
         self.serving_version: int | None = None
         self.refused: dict[int, str] = {}
+        self.untrusted_alias: dict[str, Any] | None = None
         self.last_check: float | None = None
         self.last_error: str | None = None
         self._check_lock = threading.Lock()
@@ -120,11 +130,22 @@ class ChampionFollower:
         """Follow the alias once; True when another model was installed."""
         with self._check_lock:
             self.last_check = time.time()
-            version = self.registry.alias_version(CHAMPION)
+            alias = self.registry.alias_version(CHAMPION)
+            record = self.recorded() if self.recorded is not None else None
+            version = alias if self.recorded is None else (record.version if record else None)
+            if self.recorded is not None:
+                self._report_alias(alias, record)
             if version is None or version == self.serving_version or version in self.refused:
                 return False
             try:
                 path = self.registry.local_bundle(version)
+                if record is not None and record.manifest_sha256 is not None:
+                    found = manifest_digest(path)
+                    if found != record.manifest_sha256:
+                        raise ValueError(
+                            f"its bundle changed in the registry since it was promoted (manifest sha256 "
+                            f"{(found or 'missing')[:12]}…, recorded {record.manifest_sha256[:12]}…)"
+                        )
                 predictor = self.loader(path)
                 smoke_check(predictor, self.known_codes)
             except Exception as exc:
@@ -140,6 +161,21 @@ class ChampionFollower:
                 old.version if old is not None else "no model",
             )
             return True
+
+    def _report_alias(self, alias: int | None, record: RecordedChampion | None) -> None:
+        recorded = record.version if record is not None else None
+        if alias == recorded:
+            self.untrusted_alias = None
+            return
+        detail = (
+            f"the registry's champion alias points to version {alias}, but the last promotion recorded by "
+            f"prodtype chose {recorded if recorded is not None else 'no version'}: the alias is ignored "
+            "(it was moved outside prodtype; promote through the API or `prodtype models promote` to serve "
+            "a version)"
+        )
+        if self.untrusted_alias is None or self.untrusted_alias.get("alias") != alias:
+            log.error("%s", detail)  # once per distinct alias, not at every poll
+        self.untrusted_alias = {"alias": alias, "recorded": recorded, "detail": detail}
 
     def allow_retry(self, version: int) -> None:
         self.refused.pop(version, None)
@@ -171,10 +207,15 @@ class ChampionFollower:
             self._thread = None
 
     def status(self) -> dict[str, Any]:
+        refused = {str(k): v for k, v in self.refused.items()}
+        untrusted = self.untrusted_alias
+        if untrusted is not None and untrusted["alias"] is not None:
+            refused.setdefault(str(untrusted["alias"]), untrusted["detail"])
         return {
             "following": self._thread is not None,
             "serving_version": self.serving_version,
-            "refused": {str(k): v for k, v in self.refused.items()},
+            "refused": refused,
+            "untrusted_alias": untrusted,
             "last_check": self.last_check,
             "last_error": self.last_error,
         }

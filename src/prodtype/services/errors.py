@@ -39,3 +39,15 @@ class UnsupportedMediaTypeError(ServiceError):
 
 class ModelUnavailableError(ServiceError):
     """No model is loaded, so nothing can be predicted."""
+
+
+class TooManyRequestsError(ServiceError):
+    """Too many attempts (failed logins): ``retry_after`` seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceUnavailableError(ServiceError):
+    """A part the request needs (a store, a queue) is unavailable for now."""

@@ -12,6 +12,7 @@ from typing import Any
 
 from prodtype.registry import CHAMPION, Registry, RegistryError, UnknownVersionError
 from prodtype.services.errors import ConflictError, InvalidInputError, NotFoundError
+from prodtype.services.promotions import PromotionLedger
 
 Checker = Callable[[Path], Any]
 
@@ -38,9 +39,10 @@ def list_models(registry: Registry, serving_version: int | None = None) -> dict[
     }
 
 
-def _checked(registry: Registry, version: int, check: Checker | None) -> None:
+def _checked(registry: Registry, version: int, check: Checker | None) -> Path | None:
+    """The version's bundle folder, checked with ``check``; None when there is nothing to check."""
     if check is None:
-        return
+        return None
     try:
         path = registry.local_bundle(version)
     except UnknownVersionError as exc:
@@ -54,6 +56,7 @@ def _checked(registry: Registry, version: int, check: Checker | None) -> None:
             f"version {version} was refused: its bundle failed the checks ({type(exc).__name__}: {exc}); "
             "the champion is unchanged"
         ) from None
+    return path
 
 
 def promote(
@@ -63,31 +66,70 @@ def promote(
     actor: str | None,
     reason: str | None = None,
     check: Checker | None = None,
+    ledger: PromotionLedger | None = None,
 ) -> dict[str, Any]:
-    """Make ``version`` the champion after checking its bundle."""
+    """Make ``version`` the champion after checking its bundle, and record it in ``ledger`` (prodtype's
+    database: running services serve only what is recorded there)."""
     try:
         registry.get(version)
     except UnknownVersionError as exc:
         raise NotFoundError(str(exc)) from None
-    _checked(registry, version, check)
+    bundle = _checked(registry, version, check)
+    reason = reason or f"promoted by {actor or 'an operator'}"
+    previous = registry.alias_version(CHAMPION)
     try:
-        info = registry.promote(
-            version, reason=reason or f"promoted by {actor or 'an operator'}", actor=actor
-        )
+        info = registry.promote(version, reason=reason, actor=actor)
     except RegistryError as exc:
         raise ConflictError(str(exc)) from None
+    if ledger is not None:
+        bundle = bundle or registry.local_bundle(version)
+        ledger.record(
+            registry.model_name,
+            "promote",
+            version,
+            previous=previous,
+            bundle=bundle,
+            actor=actor,
+            reason=reason,
+        )
     return _describe(info, None)
 
 
 def rollback(
-    registry: Registry, *, actor: str | None, reason: str | None = None, check: Checker | None = None
+    registry: Registry,
+    *,
+    actor: str | None,
+    reason: str | None = None,
+    check: Checker | None = None,
+    ledger: PromotionLedger | None = None,
 ) -> dict[str, Any]:
-    """Give the champion alias back to the previous champion (after checking its bundle)."""
-    stack_previous = registry.previous_champion()
-    if stack_previous is not None:
-        _checked(registry, stack_previous, check)
+    """Give the champion alias back to the previous champion (after checking its bundle). With a ledger,
+    the previous champion is the one prodtype recorded (the registry's own history is writable by
+    anyone who can reach MLflow)."""
+    recorded = ledger.champion(registry.model_name) if ledger is not None else None
+    target = ledger.previous_champion(registry.model_name) if ledger is not None and recorded else None
+    if recorded is not None and target is None:
+        raise ConflictError(
+            f"version {recorded.version} is the first champion prodtype recorded: there is no previous "
+            "champion to roll back to (promote a version instead)"
+        )
+    stack_previous = target if target is not None else registry.previous_champion()
+    bundle = _checked(registry, stack_previous, check) if stack_previous is not None else None
+    reason = reason or f"rolled back by {actor or 'an operator'}"
+    current = recorded.version if recorded is not None else registry.alias_version(CHAMPION)
     try:
-        info = registry.rollback(reason=reason or f"rolled back by {actor or 'an operator'}", actor=actor)
+        info = registry.rollback(reason=reason, actor=actor, to=target)
     except RegistryError as exc:
         raise ConflictError(str(exc)) from None
+    if ledger is not None:
+        bundle = bundle or registry.local_bundle(info.version)
+        ledger.record(
+            registry.model_name,
+            "rollback",
+            info.version,
+            previous=current,
+            bundle=bundle,
+            actor=actor,
+            reason=reason,
+        )
     return _describe(info, None)

@@ -6,15 +6,16 @@ import io
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
+from prodtype.data.text import clean_text
 from prodtype.db.models import Prediction, Role, Status, User
-from prodtype.ml.image import ACCEPTED_FORMATS, ImageError
+from prodtype.ml.image import ImageError
 from prodtype.ml.predictor import Prediction as ModelOutput
 from prodtype.ml.predictor import Predictor
 from prodtype.services import audit
@@ -24,12 +25,17 @@ from prodtype.services.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
+from prodtype.services.image_metadata import strip_metadata
 from prodtype.services.storage import ImageStore, sniff_image_type
 
 MAX_DESIGNATION_CHARS = 1_000
 MAX_DESCRIPTION_CHARS = 50_000
 # Declared types that may carry an image: browsers and curl send octet-stream for unknown extensions.
 _GENERIC_TYPES = {"application/octet-stream", "binary/octet-stream"}
+# What the service accepts and promises (README): the model could read more, but each format is parser
+# surface on untrusted bytes, and the photos are shown to reviewers' browsers.
+UPLOAD_TYPES = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP"}
+UPLOAD_FORMATS = tuple(UPLOAD_TYPES.values())
 
 SortKey = Literal["confidence", "-confidence", "created_at", "-created_at", "id", "-id"]
 
@@ -64,7 +70,7 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
     """Refuse absurd dimensions from the header alone, before anything is decoded (decompression bombs).
     Corrupt or truncated pixel data is found when the model decodes the image (ImageError)."""
     try:
-        with Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS) as img:
+        with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
             width, height = img.size
     except Image.DecompressionBombError:
         raise InvalidInputError(
@@ -84,25 +90,31 @@ def check_image_header(data: bytes, max_pixels: int) -> None:
         )
 
 
+def _check_text(field: str, value: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidInputError(f"{field} is {len(value)} characters long; at most {limit} are accepted")
+    if "\x00" in value:  # PostgreSQL cannot store it; refused alike on every database
+        raise InvalidInputError(f"{field} contains a NUL character (\\x00); send plain text")
+    return value
+
+
 def check_submission(
     submission: Submission, upload_limit_bytes: int, max_image_pixels: int = 40_000_000
 ) -> CheckedSubmission:
-    """Refuse what cannot be predicted, each with a message that names the field and the limit."""
+    """Refuse what cannot be predicted, each with a message that names the field and the limit.
+
+    The image that comes back has its personal metadata removed (EXIF, XMP, IPTC, comments; see
+    :mod:`prodtype.services.image_metadata`): the model reads it and the store keeps it that way."""
     designation = (submission.designation or "").strip()
     if not designation:
         raise InvalidInputError("designation is required: the product title must not be empty")
-    if len(designation) > MAX_DESIGNATION_CHARS:
+    designation = _check_text("designation", designation, MAX_DESIGNATION_CHARS)
+    if not clean_text(designation):
         raise InvalidInputError(
-            f"designation is {len(designation)} characters long; at most {MAX_DESIGNATION_CHARS} are accepted"
+            f"designation has no text once HTML tags and entities are removed ({designation[:40]!r}); "
+            "send the product title as text"
         )
-    description = (submission.description or "").strip()
-    if len(description) > MAX_DESCRIPTION_CHARS:
-        raise InvalidInputError(
-            f"description is {len(description)} characters long; at most {MAX_DESCRIPTION_CHARS} are accepted"
-        )
-    for name, value in (("designation", designation), ("description", description)):
-        if "\x00" in value:  # PostgreSQL cannot store it (SQLite can): refused alike on both
-            raise InvalidInputError(f"{name} contains a NUL character (\\x00); send plain text without it")
+    description = _check_text("description", (submission.description or "").strip(), MAX_DESCRIPTION_CHARS)
     image, image_type = submission.image, None
     if image is not None:
         declared = (submission.image_content_type or "").split(";")[0].strip().lower()
@@ -120,10 +132,16 @@ def check_submission(
         image_type = sniff_image_type(image)
         if image_type is None:
             raise InvalidInputError(
-                "the uploaded file is not an image: expected a JPEG, PNG, WebP, GIF or BMP file "
+                "the uploaded file is not an image: expected a JPEG, PNG or WebP file "
                 f"(its first bytes are {image[:8]!r})"
             )
+        if image_type not in UPLOAD_TYPES:
+            raise UnsupportedMediaTypeError(
+                f"the image is a {image_type.removeprefix('image/').upper()} file; send a JPEG, PNG or WebP "
+                "file (image/jpeg, image/png, image/webp)"
+            )
         check_image_header(image, max_image_pixels)
+        image = strip_metadata(image, image_type)
     return CheckedSubmission(designation, description, image, image_type)
 
 
@@ -168,11 +186,18 @@ def record_prediction(
     if submission.image is None:
         return _insert(session, row, user)
     # Under the store's lock, so that deleting another record with the same image cannot remove the file
-    # between the write and the commit.
+    # between the write and the commit; and so that, when the insert fails, a file this call created is
+    # referenced by nothing else and can go again (no orphan file).
     with store.lock():
-        row.image_sha256 = store.put(submission.image)
-        row.image_content_type = submission.image_type
-        return _insert(session, row, user)
+        digest, created = store.add(submission.image)
+        row.image_sha256, row.image_content_type = digest, submission.image_type
+        try:
+            return _insert(session, row, user)
+        except BaseException:
+            session.rollback()
+            if created:
+                store.discard(digest)
+            raise
 
 
 def _insert(session: Session, row: Prediction, user: User) -> Prediction:
@@ -216,7 +241,9 @@ def get_image(session: Session, store: ImageStore, prediction_id: int, viewer: U
         raise NotFoundError(f"prediction {prediction_id} was submitted without an image")
     if not store.exists(row.image_sha256):
         raise NotFoundError(f"the image of prediction {prediction_id} is missing from the image store")
-    return store.read(row.image_sha256), row.image_content_type or "application/octet-stream"
+    # Stripped on the way out too: photos stored before metadata was removed on upload leak nothing.
+    content_type = row.image_content_type or "application/octet-stream"
+    return strip_metadata(store.read(row.image_sha256), content_type), content_type
 
 
 _SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
@@ -229,6 +256,21 @@ _SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
 }
 
 
+def _in_utc(name: str, value: datetime | None) -> datetime | None:
+    """``value`` in UTC (naive means UTC); a time whose UTC equivalent is outside years 1-9999 is refused."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInputError(
+            f"{name}: {value.isoformat()} is outside the dates that can be compared "
+            "(0001-01-01 to 9999-12-31 in UTC)"
+        ) from None
+
+
 def list_predictions(
     session: Session,
     viewer: User,
@@ -239,6 +281,7 @@ def list_predictions(
 ) -> tuple[Sequence[Prediction], int]:
     """A page of predictions and the number matching in all; lowest confidence first by default."""
     f = filters or PredictionFilter()
+    after, before = _in_utc("created_after", f.created_after), _in_utc("created_before", f.created_before)
     query = _visible_to(select(Prediction), viewer)
     if f.status is not None:
         query = query.where(Prediction.status == Status(f.status).value)
@@ -249,14 +292,13 @@ def list_predictions(
     if f.created_by is not None:
         creator = select(User.id).where(User.username == f.created_by).scalar_subquery()
         query = query.where(Prediction.created_by_id == creator)
-    if f.created_after is not None:
-        query = query.where(Prediction.created_at >= f.created_after)
-    if f.created_before is not None:
-        query = query.where(Prediction.created_at < f.created_before)
-    if f.created_after and f.created_before and f.created_after >= f.created_before:
+    if after is not None:
+        query = query.where(Prediction.created_at >= after)
+    if before is not None:
+        query = query.where(Prediction.created_at < before)
+    if after and before and after >= before:
         raise InvalidInputError(
-            f"created_after ({f.created_after.isoformat()}) must be earlier than "
-            f"created_before ({f.created_before.isoformat()})"
+            f"created_after ({after.isoformat()}) must be earlier than created_before ({before.isoformat()})"
         )
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(*_SORTS[sort]).offset(offset).limit(limit)).all()

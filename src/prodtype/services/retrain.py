@@ -31,6 +31,7 @@ from prodtype.services.errors import ConflictError, InvalidInputError
 from prodtype.services.evalset import EvalSplit, load_or_make_split
 from prodtype.services.feedback import combine, export_feedback, load_feedback
 from prodtype.services.promotion import PromotionDecision, decide
+from prodtype.services.promotions import PromotionLedger
 from prodtype.services.storage import ImageStore
 from prodtype.services.trigger import TriggerStatus, trigger_status
 
@@ -362,6 +363,16 @@ def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> dict[s
         )
     if decision["promote"] and current != version:
         ctx.registry.promote(version, reason=decision["reason"], actor=actor or "retrain")
+        # Recorded in prodtype's database: running services serve only what is recorded there.
+        PromotionLedger(ctx.sessions()).record(
+            ctx.registry.model_name,
+            "promote",
+            version,
+            previous=current,
+            bundle=ctx.registry.local_bundle(version),
+            actor=actor or "retrain",
+            reason=decision["reason"],
+        )
     elif not decision["promote"]:
         ctx.registry.mark_challenger(version, reason=decision["reason"])
     outcome = {

@@ -48,15 +48,27 @@ class AccessToken:
     expires_at: datetime
 
 
-def create_access_token(username: str, secret: str, lifetime: timedelta) -> AccessToken:
+@dataclass(frozen=True)
+class TokenClaims:
+    username: str
+    version: int  # the user's token version when the token was issued (see User.token_version)
+
+
+def create_access_token(username: str, secret: str, lifetime: timedelta, version: int = 0) -> AccessToken:
     now = datetime.now(UTC)
     expires = now + lifetime
-    claims = {"sub": username, "iat": now, "exp": expires, "typ": TOKEN_TYPE}
+    claims = {"sub": username, "iat": now, "exp": expires, "typ": TOKEN_TYPE, "ver": version}
     return AccessToken(jwt.encode(claims, secret, algorithm=JWT_ALGORITHM), expires)
 
 
 def decode_access_token(token: str, secret: str) -> str:
     """The username in a valid token; :class:`AuthenticationError` saying why otherwise."""
+    return decode_token(token, secret).username
+
+
+def decode_token(token: str, secret: str) -> TokenClaims:
+    """The claims of a valid token (signature, expiry, type); :class:`AuthenticationError` saying why
+    otherwise. Whether it was revoked since is for :func:`prodtype.services.users.active_user`."""
     try:
         claims = jwt.decode(
             token, secret, algorithms=[JWT_ALGORITHM], options={"require": ["sub", "exp", "iat"]}
@@ -71,4 +83,7 @@ def decode_access_token(token: str, secret: str) -> str:
         ) from None
     if claims.get("typ") != TOKEN_TYPE or not isinstance(claims.get("sub"), str):
         raise AuthenticationError("the access token is not valid (not an access token)")
-    return str(claims["sub"])
+    version = claims.get("ver", 0)  # tokens issued before revocation existed carry none: version 0
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise AuthenticationError("the access token is not valid (bad version claim)")
+    return TokenClaims(str(claims["sub"]), version)

@@ -62,10 +62,14 @@ class ImageStore:
 
     def put(self, data: bytes) -> str:
         """Store ``data`` (once) and return its sha256; a crash never leaves a partial file under the name."""
+        return self.add(data)[0]
+
+    def add(self, data: bytes) -> tuple[str, bool]:
+        """Like :meth:`put`; also says whether the file was written now (False: it was there already)."""
         digest = sha256_hex(data)
         target = self.path_for(digest)
         if target.is_file():
-            return digest
+            return digest, False
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
@@ -78,7 +82,7 @@ class ImageStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_dir(target.parent)
-        return digest
+        return digest, True
 
     @contextmanager
     def lock(self) -> Iterator[None]:
@@ -90,6 +94,10 @@ class ImageStore:
                 yield
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def discard(self, digest: str) -> None:
+        """Remove a file that nothing references (the caller holds :meth:`lock` and knows it)."""
+        self.path_for(digest).unlink(missing_ok=True)
 
     def remove_if_unreferenced(self, digest: str, references: Callable[[str], int]) -> bool:
         """Delete the file when ``references(digest)`` (a fresh count from the database) is zero."""

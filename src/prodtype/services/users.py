@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,10 @@ from prodtype.services.security import dummy_hash, hash_password, needs_rehash, 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{2,63}$")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
-BAD_CREDENTIALS = "incorrect username or password"
+# One answer for an unknown name, a wrong password and a disabled account: a disabled account's answer
+# must not confirm that the password was right.
+BAD_CREDENTIALS = "incorrect username or password, or the account is disabled"
+REVOKED = "the access token was revoked (password changed, account disabled or logged out); log in again"
 
 
 def parse_role(value: str | Role) -> Role:
@@ -115,6 +118,9 @@ def update_user(
         user.disabled = disabled
     if password is not None:
         user.password_hash = hash_password(password)
+    if password is not None or disabled:  # the old password's tokens, or a disabled user's, stop working
+        session.flush()
+        _bump_token_version(session, user)
     audit.record(session, "user.updated", "user", username, actor, changes)
     session.commit()
     return user
@@ -125,29 +131,65 @@ def _active_admins(session: Session) -> int:
     return session.scalar(query) or 0
 
 
+class LoginFailedError(AuthenticationError):
+    """Wrong credentials; ``reason`` (unknown user, wrong password, disabled) is for the audit log only."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(BAD_CREDENTIALS)
+        self.reason = reason
+
+
+def _plausible_username(username: str) -> bool:
+    # A name no account can have is not looked up (a NUL byte is an error on PostgreSQL, not a miss).
+    return 0 < len(username) <= 64 and "\x00" not in username
+
+
 def authenticate(session: Session, username: str, password: str) -> User:
     """The user with these credentials. An unknown name costs the same argon2 verification as a wrong
-    password, so response times do not reveal which names exist."""
-    user = session.scalar(select(User).where(User.username == username))
+    password, so response times do not reveal which names exist; a disabled account gets the same
+    answer as a wrong password, so that the answer does not confirm a password."""
+    user = (
+        session.scalar(select(User).where(User.username == username))
+        if _plausible_username(username)
+        else None
+    )
     if user is None:
         verify_password(dummy_hash(), password)
-        raise AuthenticationError(BAD_CREDENTIALS)
+        raise LoginFailedError("unknown user")
     if not verify_password(user.password_hash, password):
-        raise AuthenticationError(BAD_CREDENTIALS)
+        raise LoginFailedError("wrong password")
     if user.disabled:
-        raise AuthenticationError(f"the account {username!r} is disabled; ask an admin to enable it")
+        raise LoginFailedError("account disabled")
     if needs_rehash(user.password_hash):  # argon2 parameters were raised since this hash was made
         user.password_hash = hash_password(password)
         session.commit()
     return user
 
 
-def active_user(session: Session, username: str) -> User:
-    """The user a token names, if it still exists and is enabled."""
+def active_user(session: Session, username: str, token_version: int | None = None) -> User:
+    """The user a token names, if it still exists, is enabled and (given the token's version) has not
+    revoked its tokens since: all read from the one row, in the one query a request already makes."""
     user = session.scalar(select(User).where(User.username == username))
     if user is None or user.disabled:
         raise AuthenticationError("the access token's user no longer exists or is disabled")
+    if token_version is not None and token_version != user.token_version:
+        raise AuthenticationError(REVOKED)
     return user
+
+
+def revoke_tokens(session: Session, username: str, actor: User | None, why: str = "logout") -> User:
+    """Make every access token issued to ``username`` so far invalid ("log out everywhere")."""
+    user = get_user(session, username)
+    _bump_token_version(session, user)
+    audit.record(session, "user.tokens_revoked", "user", username, actor, {"why": why})
+    session.commit()
+    return user
+
+
+def _bump_token_version(session: Session, user: User) -> None:
+    # In the database (not read-modify-write): two revocations at once both count.
+    session.execute(update(User).where(User.id == user.id).values(token_version=User.token_version + 1))
+    session.refresh(user)
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,15 @@ from prodtype.api.schemas import PredictionPublic
 from prodtype.catalog import Catalog
 from prodtype.db.models import Status, User
 from prodtype.ml.predictor import Predictor
-from prodtype.services import predictions, reviews, users
-from prodtype.services.errors import InvalidInputError, ModelUnavailableError, NotFoundError, ServiceError
+from prodtype.services import login as login_service
+from prodtype.services import predictions, reviews
+from prodtype.services.errors import (
+    InvalidInputError,
+    ModelUnavailableError,
+    NotFoundError,
+    ServiceError,
+    TooManyRequestsError,
+)
 from prodtype.services.predictions import PredictionFilter
 from prodtype.services.reviews import Decision
 from prodtype.web.render import STATIC_DIR, is_reviewer, redirect, render
@@ -49,17 +56,28 @@ async def _model_or_none(request: Request) -> Predictor | None:
 ModelOrNone = Annotated[Predictor | None, Depends(_model_or_none)]
 
 
+def _number(value: str, max_digits: int) -> int | None:
+    """A decimal number written with ASCII digits only (``str.isdigit`` also accepts '²' and '①',
+    which ``int`` then refuses), or None."""
+    value = value.strip()
+    if 0 < len(value) <= max_digits and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
 def _page(value: str) -> int:
     """A 1-based page number from the query string; anything else is the first page."""
-    return int(value) if value.isdigit() and len(value) < 7 and int(value) > 0 else 1
+    number = _number(value, 6)
+    return number if number else 1
 
 
 def _record_id(value: str) -> int:
     """A prediction id from the path; one that cannot exist (not a number, beyond the column's range)
     is refused as not found rather than sent to the database."""
-    if not (value.isdigit() and len(value) <= 10 and 0 < int(value) <= MAX_ID):
+    number = _number(value, 10)
+    if number is None or not 0 < number <= MAX_ID:
         raise NotFoundError(f"no prediction with id {value[:20]}")
-    return int(value)
+    return number
 
 
 def _pages(count: int, size: int) -> int:
@@ -102,8 +120,15 @@ def login(
         return again(str(exc), 403)
     if not username.strip() or not password:
         return again("enter your username and your password", 422)
+    address = request.client.host if request.client else "unknown"
     try:
-        user = users.authenticate(session, username.strip(), password)
+        user = login_service.log_in(
+            session, request.app.state.login_throttle, username.strip(), password, address
+        )
+    except TooManyRequestsError as exc:
+        page = again(str(exc), 429)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     except ServiceError as exc:
         return again(str(exc), status_for(exc))
     response = redirect("/")
@@ -112,13 +137,13 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, csrf_token: CsrfField = "") -> Response:
+def logout(request: Request, session: SessionDep, csrf_token: CsrfField = "") -> Response:
     try:
         check_csrf(request, csrf_token)
     except CsrfError as exc:
         return render(request, "error.html", None, 403, title="Not logged out", error=str(exc))
     response = redirect("/login")
-    log_out(request, response)
+    log_out(request, response, session)
     return response
 
 
@@ -333,12 +358,12 @@ def review(
         elif action == "reject":
             reviews.review_prediction(session, catalog, record, user, Decision.REJECT)
         elif action == "correct":
-            if not (prdtypecode.strip().isdigit() and len(prdtypecode.strip()) <= 9):
+            code = _number(prdtypecode, 9)
+            if code is None:
                 raise InvalidInputError(
                     f"prediction #{record}: choose the correct product type in the list, then press "
                     "'Save corrected type'"
                 )
-            code = int(prdtypecode)
             reviews.review_prediction(session, catalog, record, user, Decision.ACCEPT, code)
         else:
             raise InvalidInputError(f"unknown action {action[:40]!r}; expected accept, correct or reject")

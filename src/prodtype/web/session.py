@@ -23,7 +23,7 @@ from prodtype.config import Settings
 from prodtype.db.models import User
 from prodtype.services import users
 from prodtype.services.errors import AuthenticationError
-from prodtype.services.security import create_access_token, decode_access_token
+from prodtype.services.security import create_access_token, decode_token
 
 SESSION_COOKIE = "prodtype_session"
 NONCE_COOKIE = "prodtype_csrf"
@@ -58,7 +58,8 @@ def viewer(request: Request, session: Session) -> User | None:
     if not token:
         return None
     try:
-        return users.active_user(session, decode_access_token(token, request.app.state.jwt_secret))
+        claims = decode_token(token, request.app.state.jwt_secret)
+        return users.active_user(session, claims.username, claims.version)
     except AuthenticationError:
         return None
 
@@ -67,12 +68,17 @@ def log_in(request: Request, response: Response, user: User) -> str:
     """Put a fresh access token for ``user`` in the session cookie; returns the token."""
     settings: Settings = request.app.state.settings
     lifetime = timedelta(minutes=settings.token_lifetime_minutes)
-    token = create_access_token(user.username, request.app.state.jwt_secret, lifetime)
+    token = create_access_token(user.username, request.app.state.jwt_secret, lifetime, user.token_version)
     _set_cookie(response, request, SESSION_COOKIE, token.token, int(lifetime.total_seconds()))
     return token.token
 
 
-def log_out(request: Request, response: Response) -> None:
+def log_out(request: Request, response: Response, session: Session) -> None:
+    """Drop the cookie and revoke the session's token (and every other token of its user), so that a copy
+    of the cookie taken before is worth nothing either."""
+    user = viewer(request, session)
+    if user is not None:
+        users.revoke_tokens(session, user.username, user, why="web logout")
     settings: Settings = request.app.state.settings
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request, settings)

@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 from fastapi import Path as PathParam
 
-from prodtype.api.deps import AdminUser, SessionDep
+from prodtype.api.deps import AdminUser
 from prodtype.api.loop import follower_of, registry_of
 from prodtype.api.loop_schemas import ModelChange, ModelChangePublic, ModelsPublic, ModelVersionPublic
-from prodtype.services import audit, models
+from prodtype.api.schemas import ErrorPublic
+from prodtype.services import models
 from prodtype.services.champion import load_checked
+from prodtype.services.promotions import PromotionLedger
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -39,15 +41,16 @@ def list_models(request: Request, _admin: AdminUser) -> ModelsPublic:
     )
 
 
-def _changed(
-    request: Request, session: Any, admin: Any, action: str, info: dict[str, Any]
-) -> ModelChangePublic:
+def _ledger(request: Request) -> PromotionLedger:
+    return PromotionLedger(request.app.state.sessions)
+
+
+def _changed(request: Request, info: dict[str, Any]) -> ModelChangePublic:
+    # The ledger has recorded the change (and its audit event); the follower switches when it next looks.
     follower = follower_of(request)
     if follower is not None:
         follower.allow_retry(info["version"])
         follower.wake()
-    audit.record(session, action, "model", info["version"], admin, {"reason": info.get("reason")})
-    session.commit()
     serving, _ = _serving(request)
     return ModelChangePublic(
         champion=ModelVersionPublic(**info),
@@ -56,23 +59,32 @@ def _changed(
     )
 
 
-@router.post("/rollback")
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorPublic, "description": "Nothing to roll back to, or already the champion"}
+}
+
+
+@router.post("/rollback", responses=CONFLICT)
 def rollback(
     request: Request,
-    session: SessionDep,
     admin: AdminUser,
     body: Annotated[ModelChange | None, Body()] = None,
 ) -> ModelChangePublic:
     """Give the champion alias back to the previous champion (its bundle is checked first)."""
     reason = body.reason if body else None
-    info = models.rollback(registry_of(request), actor=admin.username, reason=reason, check=_checker(request))
-    return _changed(request, session, admin, "model.rolled_back", info)
+    info = models.rollback(
+        registry_of(request),
+        actor=admin.username,
+        reason=reason,
+        check=_checker(request),
+        ledger=_ledger(request),
+    )
+    return _changed(request, info)
 
 
-@router.post("/{version}/promote")
+@router.post("/{version}/promote", responses=CONFLICT)
 def promote(
     request: Request,
-    session: SessionDep,
     admin: AdminUser,
     version: Annotated[int, PathParam(ge=1)],
     body: Annotated[ModelChange | None, Body()] = None,
@@ -80,6 +92,11 @@ def promote(
     """Make a version the champion; a bundle that fails its checks is refused (422) and nothing changes."""
     reason = body.reason if body else None
     info = models.promote(
-        registry_of(request), version, actor=admin.username, reason=reason, check=_checker(request)
+        registry_of(request),
+        version,
+        actor=admin.username,
+        reason=reason,
+        check=_checker(request),
+        ledger=_ledger(request),
     )
-    return _changed(request, session, admin, "model.promoted", info)
+    return _changed(request, info)

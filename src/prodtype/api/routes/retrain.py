@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, Path, Request
 from prodtype.api.deps import AdminUser, SessionDep
 from prodtype.api.loop import registry_of
 from prodtype.api.loop_schemas import RetrainJobPublic, RetrainRequest, RetrainStatusPublic
+from prodtype.api.schemas import ErrorPublic
 from prodtype.services import audit, retrain_jobs
 from prodtype.services.retrain import LoopContext, watermark
 from prodtype.services.trigger import trigger_status
@@ -16,7 +17,11 @@ from prodtype.services.trigger import trigger_status
 router = APIRouter(prefix="/retrain", tags=["retrain"])
 
 
-@router.post("", status_code=202)
+@router.post(
+    "",
+    status_code=202,
+    responses={409: {"model": ErrorPublic, "description": "A retrain is already running"}},
+)
 def start_retrain(
     request: Request,
     session: SessionDep,
@@ -45,7 +50,12 @@ def retrain_status(request: Request, session: SessionDep, _admin: AdminUser) -> 
 
 @router.get("/{job_id}")
 def read_retrain(
-    request: Request, _admin: AdminUser, job_id: Annotated[str, Path(max_length=64)]
+    request: Request,
+    _admin: AdminUser,
+    # the form start_job gives ids (so "status", the trigger's figures, is never taken for one)
+    job_id: Annotated[
+        str, Path(pattern=r"^[0-9]{14}[0-9a-f]{8}$", description="e.g. 20261201093000a1b2c3d4")
+    ],
 ) -> RetrainJobPublic:
     """A retrain job: its status, the step it reached, and its outcome (version, promoted or why not)."""
     return RetrainJobPublic(**retrain_jobs.read_job(request.app.state.settings, job_id))
