@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from prodtype.api.app import create_app
 from prodtype.config import Settings
+from prodtype.db.models import User
 from prodtype.ml.predictor import Prediction as ModelOutput
 from prodtype.services import predictions, users
 from prodtype.services.model_holder import ModelHolder, load_model
@@ -51,10 +53,14 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 @pytest.fixture
 def auth(app: FastAPI) -> Callable[[str], Headers]:
-    """Bearer headers for a seeded user (tokens are minted directly; logging in is tested on its own)."""
+    """Bearer headers for a seeded user, as a fresh login would give them (tokens are minted directly, with
+    the user's current token version; logging in is tested on its own)."""
 
     def headers(username: str, lifetime: timedelta = timedelta(minutes=5)) -> Headers:
-        token = create_access_token(username, app.state.jwt_secret, lifetime)
+        with app.state.sessions() as session:
+            user = session.scalar(select(User).where(User.username == username))
+            version = user.token_version if user is not None else 0  # a name that does not exist: any
+        token = create_access_token(username, app.state.jwt_secret, lifetime, version)
         return {"Authorization": f"Bearer {token.token}"}
 
     return headers

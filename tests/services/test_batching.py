@@ -14,7 +14,7 @@ import pytest
 
 from prodtype.ml.bundle import ModelBundle, load_bundle
 from prodtype.ml.image import ImageError
-from prodtype.ml.predictor import Prediction, PreparedProduct, ProductInput
+from prodtype.ml.predictor import Prediction, ProductInput
 from prodtype.services.batching import BatchedPredictor, MicroBatcher
 from service_support.images import photo
 
@@ -43,11 +43,11 @@ def batcher() -> Iterator[MicroBatcher]:
 
 
 class Gate:
-    """A predictor wrapper whose model calls wait until released, counting calls and products."""
+    """A predictor wrapper whose model calls wait until released, recording each call's kind and size."""
 
     def __init__(self, inner: ModelBundle) -> None:
         self.inner = inner
-        self.calls: list[int] = []
+        self.calls: list[tuple[str, int]] = []
         self.release = threading.Event()
         self.entered = threading.Event()
 
@@ -59,20 +59,33 @@ class Gate:
     def classes(self) -> list[int]:
         return self.inner.classes
 
-    def prepare(self, product: ProductInput) -> PreparedProduct:
-        return self.inner.prepare(product)
+    def prepare_text(self, product: ProductInput) -> str:
+        return self.inner.prepare_text(product)
 
-    def predict_prepared(self, items: list[PreparedProduct], k: int = 5) -> list[Prediction]:
+    def prepare_image(self, data: bytes) -> Any:
+        return self.inner.prepare_image(data)
+
+    def _held(self, kind: str, size: int) -> None:
         self.entered.set()
         assert self.release.wait(30)
-        self.calls.append(len(items))
-        return self.inner.predict_prepared(items, k)
+        self.calls.append((kind, size))
+
+    def text_branches(self, texts: list[str]) -> Any:
+        self._held("text", len(texts))
+        return self.inner.text_branches(texts)
+
+    def image_features(self, pixels: list[Any]) -> Any:
+        self._held("image", len(pixels))
+        return self.inner.image_features(pixels)
+
+    def combine(self, text: Any, features: Any, k: int = 5) -> Prediction:
+        return self.inner.combine(text, features, k)
 
     def predict(self, *args: Any, **kwargs: Any) -> Prediction:
-        raise AssertionError("the batcher must use prepare and predict_prepared")
+        raise AssertionError("the batcher must use the split methods")
 
     def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]:
-        raise AssertionError("the batcher must use prepare and predict_prepared")
+        raise AssertionError("the batcher must use the split methods")
 
 
 def run_all(fn: Callable[[int], Any], count: int) -> tuple[list[Any], list[BaseException]]:
@@ -94,27 +107,57 @@ def test_concurrent_predictions_share_model_calls_and_get_their_own_answers(
     bundle: ModelBundle, batcher: MicroBatcher
 ) -> None:
     gate = Gate(bundle)
-    # the first request occupies the model thread; the others queue up behind it and go in one call
-    first = threading.Thread(target=lambda: batcher.predict(gate, PRODUCTS[0], k=5))
+    # the first request occupies the model thread; the others queue up behind it and share calls
+    first = threading.Thread(target=lambda: batcher.predict(gate, ProductInput("Fifa 18 [Jeu PS4]"), k=5))
     first.start()
     assert gate.entered.wait(30)
     pool = ThreadPoolExecutor(len(PRODUCTS))
     futures = [pool.submit(batcher.predict, gate, p, 3) for p in PRODUCTS]
+    with_photo = sum(p.image is not None for p in PRODUCTS)
     deadline = time.monotonic() + 60
-    while len(batcher._queue) < len(PRODUCTS):  # all queued behind the held call
+    while (
+        len(batcher._queue) < len(PRODUCTS) + with_photo
+    ):  # every text and photo queued behind the held call
         assert time.monotonic() < deadline, "the requests never reached the queue"
         threading.Event().wait(0.01)
     gate.release.set()
     results = [f.result(timeout=60) for f in futures]
     first.join(30)
     pool.shutdown()
-    assert gate.calls == [1, len(PRODUCTS)]
+    assert gate.calls == [("text", 1), ("text", len(PRODUCTS)), ("image", with_photo)]
     for product, got in zip(PRODUCTS, results, strict=True):
         alone = bundle.predict(product.designation, product.description, product.image, k=3)
         assert got.prdtypecode == alone.prdtypecode
+        assert got.has_image == (product.image is not None)
         assert [c.prdtypecode for c in got.top_k] == [c.prdtypecode for c in alone.top_k]
         assert len(got.top_k) == 3
         assert got.confidence == pytest.approx(alone.confidence, abs=3e-6)  # rounded to 6 places
+
+
+def test_a_text_is_read_while_its_photo_is_decoded(bundle: ModelBundle, batcher: MicroBatcher) -> None:
+    """The text job reaches the model before the photo is decoded: the two halves overlap."""
+    seen: list[str] = []
+    decoded = threading.Event()
+
+    class Watch(Gate):
+        def prepare_image(self, data: bytes) -> Any:
+            assert text_done.wait(30), "the text was not embedded while the photo waited to be decoded"
+            seen.append("decode")
+            decoded.set()
+            return self.inner.prepare_image(data)
+
+        def text_branches(self, texts: list[str]) -> Any:
+            seen.append("text")
+            out = self.inner.text_branches(texts)
+            text_done.set()
+            return out
+
+    text_done = threading.Event()
+    watch = Watch(bundle)
+    watch.release.set()
+    got = batcher.predict(watch, PRODUCTS[0], k=5)
+    assert seen == ["text", "decode"] and decoded.is_set()
+    assert got == bundle.predict(PRODUCTS[0].designation, PRODUCTS[0].description, PRODUCTS[0].image, k=5)
 
 
 def test_a_lone_request_does_not_wait_for_the_batch_window(bundle: ModelBundle) -> None:
@@ -141,7 +184,11 @@ def test_two_models_are_never_mixed_in_one_call(bundle: ModelBundle, batcher: Mi
     b.release.set()
     _, errors = run_all(lambda i: batcher.predict(a if i % 2 else b, PRODUCTS[i % len(PRODUCTS)]), 12)
     assert not errors
-    assert sum(a.calls) == sum(b.calls) == 6  # each model saw exactly its own six products
+    for gate, mine in ((a, PRODUCTS[1::2]), (b, PRODUCTS[0::2])):  # each model saw exactly its own products
+        assert sum(n for kind, n in gate.calls if kind == "text") == 6
+        assert sum(n for kind, n in gate.calls if kind == "image") == 2 * sum(
+            p.image is not None for p in mine
+        )
 
 
 def test_batched_predictor_answers_like_the_model(bundle: ModelBundle, batcher: MicroBatcher) -> None:

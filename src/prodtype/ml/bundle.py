@@ -279,14 +279,43 @@ class ModelBundle:
         top = [Candidate(self._codes[i], self._names[i], round(float(proba[i]), 6)) for i in order]
         return Prediction(top[0].prdtypecode, top[0].category, top[0].probability, top, has_image)
 
+    def prepare_text(self, product: ProductInput) -> str:
+        """The text the model reads; ValueError for a title that is empty once cleaned."""
+        if not clean_text(product.designation):
+            raise ValueError("the designation is empty; every product needs a title")
+        return join_text(product.designation, product.description)
+
+    def prepare_image(self, data: bytes) -> np.ndarray:
+        """The photo decoded and preprocessed (ImageError when unusable); thread-safe, releases the GIL."""
+        return self.encoder.prepare(data)
+
     def prepare(self, product: ProductInput) -> PreparedProduct:
         """The product's text and preprocessed photo; ValueError for an empty title, ImageError for an
         unusable photo. Thread-safe."""
-        if not clean_text(product.designation):
-            raise ValueError("the designation is empty; every product needs a title")
-        text = join_text(product.designation, product.description)
-        pixels = self.encoder.prepare(product.image) if product.image is not None else None
+        text = self.prepare_text(product)
+        pixels = self.prepare_image(product.image) if product.image is not None else None
         return PreparedProduct(text, pixels)
+
+    def image_features(self, pixels: list[np.ndarray]) -> np.ndarray:
+        """The image encoder on preprocessed photos, in one batch: (n, dim) float32."""
+        return self.encoder.encode_preprocessed(np.stack(pixels))
+
+    def combine(
+        self,
+        text: tuple[np.ndarray, np.ndarray | None],
+        image_features: np.ndarray | None,
+        k: int = 5,
+    ) -> Prediction:
+        """One product's prediction from its row of :meth:`text_branches` (each array of shape (1, n_classes))
+        and its photo's features (or None): the image head, the fusion and the top k, a fraction of a
+        millisecond."""
+        has = np.array([image_features is not None])
+        feats = (
+            image_features.reshape(1, -1)
+            if image_features is not None
+            else np.zeros((1, self.model.image_head.coef.shape[1]), np.float32)
+        )
+        return self._to_prediction(self.fuse(text, feats, has)[0], k, bool(has[0]))
 
     def predict_prepared(self, items: list[PreparedProduct], k: int = 5) -> list[Prediction]:
         """The model on prepared products, in one batch."""
@@ -295,9 +324,7 @@ class ModelBundle:
         feats = np.zeros((len(items), self.model.image_head.coef.shape[1]), np.float32)
         has = np.array([p.pixels is not None for p in items], dtype=bool)
         if has.any():
-            feats[has] = self.encoder.encode_preprocessed(
-                np.stack([p.pixels for p in items if p.pixels is not None])
-            )
+            feats[has] = self.image_features([p.pixels for p in items if p.pixels is not None])
         proba = self.predict_proba([p.text for p in items], feats, has)
         return [self._to_prediction(proba[i], k, bool(has[i])) for i in range(len(items))]
 

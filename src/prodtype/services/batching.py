@@ -1,16 +1,21 @@
-"""Micro-batching: concurrent single predictions share one model call.
+"""Micro-batching: concurrent single predictions share model calls, and a photo is decoded while its text is
+read.
 
-The model is cheapest per product on a batch (one onnxruntime run for eight photos costs far less than
-eight runs), while the API receives products one request at a time. :class:`MicroBatcher` sits between:
+A prediction has two halves that need different resources: the text branches (TF-IDF, sentence
+embedding) and the photo (decoding and resizing, which Pillow does without the GIL, then the image
+encoder). :class:`MicroBatcher` runs them as a small pipeline:
 
-- the request thread *prepares* its product (text cleaning, photo decoding and resizing: Pillow releases the
-  GIL, so several requests prepare in parallel) and queues it;
-- one model thread takes everything queued and runs the model once on it. It never waits when it is idle
-  and nothing is being prepared (a lone request is not delayed); when other requests are still preparing
-  their products it waits for them, at most ``max_wait_s``, so that they join the batch.
+1. the request thread cleans the text and queues a *text job*, then decodes its photo (if any) and queues
+   an *image job*;
+2. one model thread takes everything queued and runs the model once per kind and per model on it: all
+   queued texts in one text call, all queued photos in one encoder call;
+3. the request thread combines its two results (image head, fusion, top k: a fraction of a millisecond).
 
-Products for different models (a swap in the middle) are never mixed: a batch is split by predictor.
-A predictor without ``prepare``/``predict_prepared`` (a test double, say) is called directly.
+So a lone request's text is embedded while its photo is being decoded, and under load eight photos share
+one encoder run. The model thread never waits when it has text to do or nothing is being decoded; when it
+has only photos and more are being decoded, it waits for them at most ``max_wait_s``. Jobs of different
+models (a swap in the middle) are never mixed. A predictor without the split methods (a test double, say)
+is called directly.
 """
 
 from __future__ import annotations
@@ -20,17 +25,21 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Literal
 
-from prodtype.ml.predictor import Prediction, Predictor, PreparedProduct, ProductInput
+import numpy as np
+
+from prodtype.ml.predictor import Prediction, Predictor, ProductInput
+
+_SPLIT = ("prepare_text", "prepare_image", "text_branches", "image_features", "combine")
 
 
 @dataclasses.dataclass
 class _Job:
+    kind: Literal["text", "image"]
     predictor: Any
-    prepared: PreparedProduct
-    k: int
-    future: Future[Prediction]
+    payload: Any  # the cleaned text, or the preprocessed photo
+    future: Future[Any]
 
 
 class MicroBatcher:
@@ -41,39 +50,49 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
-        self._preparing = 0
+        self._preparing = 0  # photos being decoded by request threads
         self._stopped = False
         self._thread: threading.Thread | None = None
-        self.batches = 0  # model calls made, and products they covered: the average batch size
-        self.products = 0
+        self.calls = 0  # model calls made, and the jobs they covered: the average batch size
+        self.jobs = 0
 
     def predict(self, predictor: Predictor, product: ProductInput, k: int = 5) -> Prediction:
-        prepare = getattr(predictor, "prepare", None)
-        if prepare is None or not callable(getattr(predictor, "predict_prepared", None)):
+        if not all(callable(getattr(predictor, name, None)) for name in _SPLIT):
             return predictor.predict(product.designation, product.description, product.image, k=k)
+        model: Any = predictor
+        text = self._submit("text", model, model.prepare_text(product))
+        image: Future[Any] | None = None
+        if product.image is not None:
+            with self._cond:
+                self._preparing += 1
+            try:
+                pixels = model.prepare_image(product.image)
+            except BaseException:
+                with self._cond:
+                    self._preparing -= 1
+                    self._cond.notify_all()
+                raise
+            image = self._submit("image", model, pixels, decoded=True)
+        text_out = text.result()
+        features = image.result() if image is not None else None
+        prediction: Prediction = model.combine(text_out, features, k)
+        return prediction
+
+    def _submit(
+        self, kind: Literal["text", "image"], predictor: Any, payload: Any, decoded: bool = False
+    ) -> Future[Any]:
+        job = _Job(kind, predictor, payload, Future())
         with self._cond:
+            if decoded:
+                self._preparing -= 1
             if self._stopped:
                 raise RuntimeError("the prediction batcher is stopped")
-            self._preparing += 1
-            self._start()
-        try:
-            prepared = prepare(product)
-        except BaseException:
-            with self._cond:
-                self._preparing -= 1
-                self._cond.notify_all()
-            raise
-        job = _Job(predictor, prepared, k, Future())
-        with self._cond:
-            self._preparing -= 1
             self._queue.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="prediction-batcher", daemon=True)
+                self._thread.start()
             self._cond.notify_all()
-        return job.future.result()
-
-    def _start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="prediction-batcher", daemon=True)
-            self._thread.start()
+        return job.future
 
     def _take(self) -> list[_Job] | None:
         with self._cond:
@@ -82,35 +101,52 @@ class MicroBatcher:
             if self._stopped and not self._queue:
                 return None
             deadline = time.monotonic() + self.max_wait_s
-            while len(self._queue) < self.max_batch and self._preparing > 0:
+            # only photos queued, and more being decoded: let them join, briefly
+            while (
+                self._preparing > 0
+                and len(self._queue) < self.max_batch
+                and all(job.kind == "image" for job in self._queue)
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)
-            return [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+            # texts first: their requests may still be decoding photos, which then join the next call
+            jobs = sorted(self._queue, key=lambda job: job.kind != "text")[: self.max_batch]
+            taken = {id(job) for job in jobs}
+            kept = [job for job in self._queue if id(job) not in taken]
+            self._queue.clear()
+            self._queue.extend(kept)
+            return jobs
 
     def _run(self) -> None:
         while (jobs := self._take()) is not None:
-            groups: dict[int, list[_Job]] = {}
+            groups: dict[tuple[str, int], list[_Job]] = {}
             for job in jobs:
-                groups.setdefault(id(job.predictor), []).append(job)
-            for group in groups.values():
-                self._serve(group)
+                groups.setdefault((job.kind, id(job.predictor)), []).append(job)
+            for (kind, _), group in groups.items():
+                self._serve(kind, group)
 
-    def _serve(self, group: list[_Job]) -> None:
-        k = max(job.k for job in group)
+    def _serve(self, kind: str, group: list[_Job]) -> None:
+        model = group[0].predictor
         try:
-            results = group[0].predictor.predict_prepared([job.prepared for job in group], k)
+            if kind == "text":
+                scores, embed = model.text_branches([job.payload for job in group])
+                rows: list[Any] = [
+                    (scores[i : i + 1], None if embed is None else embed[i : i + 1])
+                    for i in range(len(group))
+                ]
+            else:
+                features = model.image_features([job.payload for job in group])
+                rows = [np.asarray(features[i]) for i in range(len(group))]
         except BaseException as exc:
             for job in group:
                 job.future.set_exception(exc)
             return
-        self.batches += 1
-        self.products += len(group)
-        for job, result in zip(group, results, strict=True):
-            if job.k < k:
-                result = dataclasses.replace(result, top_k=result.top_k[: max(1, job.k)])
-            job.future.set_result(result)
+        self.calls += 1
+        self.jobs += len(group)
+        for job, row in zip(group, rows, strict=True):
+            job.future.set_result(row)
 
     def stop(self) -> None:
         """Finish what is queued, then stop the model thread; later predictions are refused."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -145,6 +146,10 @@ def check_submission(
     return CheckedSubmission(designation, description, image, image_type)
 
 
+# Writes photos (with their fsync) while the model runs: a few milliseconds off every prediction's answer.
+_PHOTO_WRITES = ThreadPoolExecutor(max_workers=4, thread_name_prefix="photo-write")
+
+
 def create_prediction(
     session: Session,
     store: ImageStore,
@@ -153,12 +158,17 @@ def create_prediction(
     user: User,
     k: int = 5,
 ) -> Prediction:
-    """Predict with ``model`` and record its answer (and the image)."""
+    """Predict with ``model`` and record its answer (and the image, written while the model runs)."""
+    written = _PHOTO_WRITES.submit(store.add, submission.image) if submission.image is not None else None
     try:
         result = model.predict(submission.designation, submission.description, submission.image, k=k)
-    except ImageError as exc:  # corrupt or truncated pixel data, found while decoding
-        raise InvalidInputError(f"the image cannot be used: {exc}") from exc
-    return record_prediction(session, store, submission, result, model.version, user)
+    except BaseException as exc:
+        if written is not None and written.exception() is None:
+            _forget_unreferenced(session, store, written.result()[0])
+        if isinstance(exc, ImageError):  # corrupt or truncated pixel data, found while decoding
+            raise InvalidInputError(f"the image cannot be used: {exc}") from exc
+        raise
+    return record_prediction(session, store, submission, result, model.version, user, written=written)
 
 
 def record_prediction(
@@ -168,8 +178,16 @@ def record_prediction(
     result: ModelOutput,
     model_version: str,
     user: User,
+    *,
+    written: Future[tuple[str, bool]] | None = None,
 ) -> Prediction:
-    """Record what a model answered for a submission: a pending prediction, its image, an audit event."""
+    """Record what a model answered for a submission: a pending prediction, its image, an audit event.
+
+    ``written`` is the image's write, already started (:func:`create_prediction`); otherwise it is written
+    here. The write and its fsync need no lock (the file is named by its content and renamed into place);
+    the insert and its commit happen under the store's lock, after checking that the file is still there,
+    so that deleting another record with the same image cannot remove the file in between, and so that
+    when the insert fails the file goes again if nothing references it (no orphan file)."""
     row = Prediction(
         designation=submission.designation,
         description=submission.description,
@@ -185,19 +203,26 @@ def record_prediction(
     )
     if submission.image is None:
         return _insert(session, row, user)
-    # Under the store's lock, so that deleting another record with the same image cannot remove the file
-    # between the write and the commit; and so that, when the insert fails, a file this call created is
-    # referenced by nothing else and can go again (no orphan file).
+    digest = written.result()[0] if written is not None else store.add(submission.image)[0]
     with store.lock():
-        digest, created = store.add(submission.image)
+        if not store.exists(digest):  # removed by a deletion since it was written: write it again
+            store.add(submission.image)
         row.image_sha256, row.image_content_type = digest, submission.image_type
         try:
             return _insert(session, row, user)
         except BaseException:
             session.rollback()
-            if created:
+            if image_references(session, digest) == 0:
                 store.discard(digest)
             raise
+
+
+def _forget_unreferenced(session: Session, store: ImageStore, digest: str) -> None:
+    """Remove a photo written for a prediction that was not made, unless a record uses it."""
+    with store.lock():
+        session.rollback()
+        if image_references(session, digest) == 0:
+            store.discard(digest)
 
 
 def _insert(session: Session, row: Prediction, user: User) -> Prediction:
