@@ -81,6 +81,10 @@ class Gate:
     def combine(self, text: Any, features: Any, k: int = 5) -> Prediction:
         return self.inner.combine(text, features, k)
 
+    def predict_prepared(self, items: list[Any], k: int = 5) -> list[Prediction]:
+        self._held("product", len(items))
+        return self.inner.predict_prepared(items, k)
+
     def predict(self, *args: Any, **kwargs: Any) -> Prediction:
         raise AssertionError("the batcher must use the split methods")
 
@@ -113,18 +117,15 @@ def test_concurrent_predictions_share_model_calls_and_get_their_own_answers(
     assert gate.entered.wait(30)
     pool = ThreadPoolExecutor(len(PRODUCTS))
     futures = [pool.submit(batcher.predict, gate, p, 3) for p in PRODUCTS]
-    with_photo = sum(p.image is not None for p in PRODUCTS)
     deadline = time.monotonic() + 60
-    while (
-        len(batcher._queue) < len(PRODUCTS) + with_photo
-    ):  # every text and photo queued behind the held call
+    while len(batcher._queue) < len(PRODUCTS):  # every product queued, whole, behind the held call
         assert time.monotonic() < deadline, "the requests never reached the queue"
         threading.Event().wait(0.01)
     gate.release.set()
     results = [f.result(timeout=60) for f in futures]
     first.join(30)
     pool.shutdown()
-    assert gate.calls == [("text", 1), ("text", len(PRODUCTS)), ("image", with_photo)]
+    assert gate.calls == [("product", 1), ("product", len(PRODUCTS))]
     for product, got in zip(PRODUCTS, results, strict=True):
         alone = bundle.predict(product.designation, product.description, product.image, k=3)
         assert got.prdtypecode == alone.prdtypecode
@@ -185,10 +186,9 @@ def test_two_models_are_never_mixed_in_one_call(bundle: ModelBundle, batcher: Mi
     _, errors = run_all(lambda i: batcher.predict(a if i % 2 else b, PRODUCTS[i % len(PRODUCTS)]), 12)
     assert not errors
     for gate, mine in ((a, PRODUCTS[1::2]), (b, PRODUCTS[0::2])):  # each model saw exactly its own products
-        assert sum(n for kind, n in gate.calls if kind == "text") == 6
-        assert sum(n for kind, n in gate.calls if kind == "image") == 2 * sum(
-            p.image is not None for p in mine
-        )
+        texts = sum(n for kind, n in gate.calls if kind in ("text", "product"))
+        photos = sum(n for kind, n in gate.calls if kind == "image")
+        assert texts == 6 and photos <= 2 * sum(p.image is not None for p in mine)
 
 
 def test_batched_predictor_answers_like_the_model(bundle: ModelBundle, batcher: MicroBatcher) -> None:
