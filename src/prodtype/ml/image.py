@@ -340,6 +340,8 @@ class ImageEncoder:
     """An image encoder through onnxruntime: bytes or files in, (n, 1280) float32 out.
 
     ``threads`` sets onnxruntime's intra-op threads (inter-op is 1); default: the CPUs this process may use.
+    ``batch_size`` images go through the network at once: 8 to 16 is the fastest per image here (3.8 ms with
+    two threads against 5.1 ms one at a time); 32 is slower again (5.5 ms: activations leave the cache).
     Encoding is thread-safe (onnxruntime sessions are), so one encoder can serve concurrent requests; at most
     ``max_decodes`` images are decoded at once (default: ``threads``), which bounds the memory that
     concurrent uploads can take.
@@ -348,7 +350,7 @@ class ImageEncoder:
     def __init__(
         self,
         threads: int | None = None,
-        batch_size: int = 32,
+        batch_size: int = 16,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         spec_path: Path | None = None,
         *,
