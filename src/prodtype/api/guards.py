@@ -66,7 +66,9 @@ class AuthenticateFirst:
         try:
             decode_token(token, self.jwt_secret)
         except AuthenticationError:
-            await RedirectResponse("/login", status_code=303)(scope, receive, send)
+            from prodtype.web.render import SECURITY_HEADERS  # the pages' own headers, on their redirect
+
+            await RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
