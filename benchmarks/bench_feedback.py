@@ -32,12 +32,12 @@ from prodtype.catalog import load_catalog
 from prodtype.config import Settings
 from prodtype.db import migrate
 from prodtype.db.engine import make_engine, make_sessionmaker
-from prodtype.db.models import Role
-from prodtype.loop_config import LoopSettings
-from prodtype.services import predictions, reviews, users
-from prodtype.services.evalset import stratified_eval_index
-from prodtype.services.model_holder import load_model
-from prodtype.services.retrain import LoopContext, run_all
+from prodtype.db.tables import Role
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.evalset import stratified_eval_index
+from prodtype.loop.retrain import LoopContext, run_all
+from prodtype.serving import predictions, reviews, users
+from prodtype.serving.model_holder import load_model
 
 RESULTS = Path(__file__).parent / "results"
 

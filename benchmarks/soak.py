@@ -323,9 +323,9 @@ def verify(database_url: str, storage: Path, record: Record, *, killed: bool = F
     from sqlalchemy import func, select
 
     from prodtype.db.engine import make_engine, make_sessionmaker
-    from prodtype.db.models import AuditEvent, Prediction, Status, User
-    from prodtype.services.doctor import examine
-    from prodtype.services.storage import ImageStore
+    from prodtype.db.tables import AuditEvent, Prediction, Status, User
+    from prodtype.serving.doctor import examine
+    from prodtype.serving.storage import ImageStore
 
     problems: list[str] = list(record.server_errors[:20])
     if record.server_errors:

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
         default=12_000, gt=0, description="Longest side of an uploaded photo, in pixels"
     )
 
-    # Serving: concurrent predictions share model calls (see prodtype.services.batching).
+    # Serving: concurrent predictions share model calls (see prodtype.serving.batching).
     batch_max_size: int = Field(default=32, ge=1, le=256, description="Products per model call at most")
     batch_max_wait_ms: float = Field(
         default=2.0, ge=0, le=100, description="How long a model call may wait for requests being prepared"
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
 
     threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), gt=0)
 
-    # Login throttling (failed logins; see prodtype.services.throttle): where the counters live
+    # Login throttling (failed logins; see prodtype.serving.throttle): where the counters live
     # ("database", shared by every worker; or a `limits` storage URI such as redis://127.0.0.1:6379/0),
     # and the windows per username and per client address.
     rate_limit_storage: str = "database"

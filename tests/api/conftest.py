@@ -13,14 +13,14 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.config import Settings
-from prodtype.db.models import User
+from prodtype.db.tables import User
 from prodtype.ml.predictor import Prediction as ModelOutput
-from prodtype.services import predictions, users
-from prodtype.services.model_holder import ModelHolder, load_model
-from prodtype.services.predictions import CheckedSubmission
-from prodtype.services.security import create_access_token
+from prodtype.serving import predictions, users
+from prodtype.serving.model_holder import ModelHolder, load_model
+from prodtype.serving.predictions import CheckedSubmission
+from prodtype.serving.security import create_access_token
 from service_support.databases import (  # noqa: F401 (fixtures)
     backend,
     blank_database_url,

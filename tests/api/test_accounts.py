@@ -7,11 +7,11 @@ from collections.abc import Callable
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.catalog import load_catalog
 from prodtype.config import Settings
 from prodtype.db import migrate
-from prodtype.services.model_holder import ModelHolder
+from prodtype.serving.model_holder import ModelHolder
 from service_support.databases import PASSWORD
 
 from .conftest import API, Headers

@@ -10,9 +10,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.config import Settings
-from prodtype.services.model_holder import ModelHolder
+from prodtype.serving.model_holder import ModelHolder
 from service_support import images
 
 from .conftest import API, Headers
@@ -89,7 +89,7 @@ def test_image_over_the_limit_is_413(settings: Settings, model_holder: ModelHold
     small = settings.model_copy(update={"upload_limit_bytes": 200_000})
     app = create_app(small, model_holder=model_holder)
     with TestClient(app) as client:
-        from prodtype.services.security import create_access_token
+        from prodtype.serving.security import create_access_token
 
         token = create_access_token("carl", app.state.jwt_secret, timedelta(minutes=5)).token
         headers = {"Authorization": f"Bearer {token}"}
@@ -259,7 +259,7 @@ def test_expired_token(client: TestClient, auth: Callable[[str], Headers]) -> No
 
 
 def test_token_signed_by_another_server(client: TestClient) -> None:
-    from prodtype.services.security import create_access_token
+    from prodtype.serving.security import create_access_token
 
     forged = create_access_token("admin", "some-other-secret" * 4, timedelta(minutes=5)).token
     response = client.get(f"{API}/users", headers={"Authorization": f"Bearer {forged}"})

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from prodtype.config import Settings
-from prodtype.services.model_holder import find_model
+from prodtype.serving.model_holder import find_model
 from service_support.server import running_server
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ from schemathesis import GenerationMode
 from schemathesis import checks as sc
 from sqlalchemy import select
 
-from prodtype.db.models import User
-from prodtype.services.security import create_access_token
+from prodtype.db.tables import User
+from prodtype.serving.security import create_access_token
 
 pytestmark = pytest.mark.slow
 

@@ -15,10 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from prodtype.db.models import Prediction, User
+from prodtype.db.tables import Prediction, User
 from prodtype.ml.predictor import Prediction as ModelOutput
-from prodtype.services import predictions
-from prodtype.services.predictions import CheckedSubmission
+from prodtype.serving import predictions
+from prodtype.serving.predictions import CheckedSubmission
 from service_support.databases import PASSWORD
 from service_support.images import photo
 from service_support.personal_photos import SECRETS, personal_jpeg

@@ -13,10 +13,10 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from limits.storage import RedisStorage
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.config import Settings
-from prodtype.services.model_holder import ModelHolder
-from prodtype.services.throttle import DatabaseStorage, LoginThrottle, make_storage
+from prodtype.serving.model_holder import ModelHolder
+from prodtype.serving.throttle import DatabaseStorage, LoginThrottle, make_storage
 from service_support.databases import PASSWORD
 
 from .conftest import API, Headers
@@ -46,7 +46,7 @@ def strict(settings: Settings, model_holder: ModelHolder) -> Iterator[TestClient
 def admin_headers(client: TestClient) -> Headers:
     from datetime import timedelta
 
-    from prodtype.services.security import create_access_token
+    from prodtype.serving.security import create_access_token
 
     token = create_access_token("admin", client.app.state.jwt_secret, timedelta(minutes=5))  # type: ignore[attr-defined]
     return {"Authorization": f"Bearer {token.token}"}

@@ -9,9 +9,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.config import Settings
-from prodtype.services.model_holder import ModelHolder
+from prodtype.serving.model_holder import ModelHolder
 from service_support.images import photo
 
 from .conftest import API, Headers

@@ -12,12 +12,12 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.config import Settings
-from prodtype.db.models import AuditEvent
-from prodtype.loop_config import LoopSettings
-from prodtype.registry import CHAMPION, Registry
-from prodtype.services.model_holder import ModelHolder
+from prodtype.db.tables import AuditEvent
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.registry import CHAMPION, Registry
+from prodtype.serving.model_holder import ModelHolder
 from service_support.databases import SqliteBackend
 from service_support.registries import mlflow_template, registry_in  # noqa: F401 (fixture)
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from typer.testing import CliRunner
 
-from prodtype import cli_service
+from prodtype.cli import service as cli_service
 from prodtype.config import get_settings
 from service_support.databases import PASSWORD
 

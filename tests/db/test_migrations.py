@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from prodtype.db import migrate
 from prodtype.db.engine import make_engine
-from prodtype.db.models import Base
+from prodtype.db.tables import Base
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:

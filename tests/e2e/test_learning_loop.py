@@ -42,7 +42,7 @@ import pandas as pd
 import pytest
 
 from loop.airflow_support import in_ci
-from prodtype.services.evalset import stratified_eval_index
+from prodtype.loop.evalset import stratified_eval_index
 from service_support.databases import (  # noqa: F401 (fixtures)
     PASSWORD,
     Backend,
@@ -500,8 +500,8 @@ def test_a_killed_retrain_leaves_registry_and_champion_unchanged(world: World) -
 @SQLITE
 def test_a_bundle_that_fails_its_checks_is_refused_and_the_old_model_keeps_serving(world: World) -> None:
     from prodtype.config import Settings
-    from prodtype.loop_config import LoopSettings
-    from prodtype.registry import CHAMPION, Registry
+    from prodtype.loop.config import LoopSettings
+    from prodtype.loop.registry import CHAMPION, Registry
 
     models = world.models()
     champion = models["champion"]

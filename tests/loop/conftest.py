@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from prodtype.config import Settings
 from prodtype.db.engine import make_engine, make_sessionmaker
-from prodtype.loop_config import LoopSettings
-from prodtype.registry import Registry
-from prodtype.services.retrain import LoopContext
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.registry import Registry
+from prodtype.loop.retrain import LoopContext
 from service_support.databases import Backend, postgres_backend, sqlite_backend  # noqa: F401 (fixtures)
 from service_support.registries import mlflow_template, registry_in  # noqa: F401 (fixture)
 

@@ -6,9 +6,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prodtype.catalog import load_catalog
-from prodtype.db.models import Prediction, User
-from prodtype.services import reviews
-from prodtype.services.storage import ImageStore
+from prodtype.db.tables import Prediction, User
+from prodtype.serving import reviews
+from prodtype.serving.storage import ImageStore
 
 
 def user(session: Session, name: str) -> User:

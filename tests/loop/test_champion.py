@@ -6,10 +6,10 @@ import threading
 from pathlib import Path
 
 from loop.fakes import load_fake, write_bundle
-from prodtype.loop_config import LoopSettings
-from prodtype.registry import Registry
-from prodtype.services.champion import ChampionFollower, RegisteredPredictor, smoke_check
-from prodtype.services.model_holder import ModelHolder
+from prodtype.loop.champion import ChampionFollower, RegisteredPredictor, smoke_check
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.registry import Registry
+from prodtype.serving.model_holder import ModelHolder
 from service_support.waiting import until
 
 

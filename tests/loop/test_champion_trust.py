@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from loop.fakes import FakeTrainer, fake_score, load_fake, write_bundle
-from prodtype.loop_config import LoopSettings
-from prodtype.registry import CHAMPION, HISTORY_TAG, Registry
-from prodtype.services import models, retrain
-from prodtype.services.champion import ChampionFollower
-from prodtype.services.errors import ConflictError
-from prodtype.services.model_holder import ModelHolder
-from prodtype.services.promotions import PromotionLedger
-from prodtype.services.retrain import LoopContext
+from prodtype.loop import model_versions, retrain
+from prodtype.loop.champion import ChampionFollower
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.ledger import PromotionLedger
+from prodtype.loop.registry import CHAMPION, HISTORY_TAG, Registry
+from prodtype.loop.retrain import LoopContext
+from prodtype.serving.errors import ConflictError
+from prodtype.serving.model_holder import ModelHolder
 
 
 def register(registry: Registry, folder: Path, code: int) -> int:
@@ -47,7 +47,7 @@ def follower_for(
 
 
 def promote(registry: Registry, version: int, ledger: PromotionLedger) -> None:
-    models.promote(registry, version, actor="admin", check=load_fake, ledger=ledger)
+    model_versions.promote(registry, version, actor="admin", check=load_fake, ledger=ledger)
 
 
 def test_an_alias_moved_in_mlflow_is_reported_and_ignored(
@@ -64,7 +64,7 @@ def test_an_alias_moved_in_mlflow_is_reported_and_ignored(
 
     # Someone with access to MLflow moves the alias (no prodtype involved): the service stays on v1.
     registry.client.set_registered_model_alias(registry.model_name, CHAMPION, str(v2))
-    with caplog.at_level(logging.ERROR, logger="prodtype.services.champion"):
+    with caplog.at_level(logging.ERROR, logger="prodtype.loop.champion"):
         assert not follower.check_now()
         assert not follower.check_now()
     assert holder.version == "prodtype/v1"
@@ -115,12 +115,12 @@ def test_rollback_follows_prodtypes_records_not_the_registry_history(
     # The history tag lives in MLflow too: rewritten, it would send a rollback to v3.
     forged = [{"action": "promote", "version": v} for v in (3, 2)]
     registry.client.set_registered_model_tag(registry.model_name, HISTORY_TAG, json.dumps(forged))
-    info = models.rollback(registry, actor="admin", check=load_fake, ledger=ledger)
+    info = model_versions.rollback(registry, actor="admin", check=load_fake, ledger=ledger)
     assert info["version"] == versions[0] == registry.alias_version(CHAMPION)
     champion = ledger.champion(registry.model_name)
     assert champion is not None and (champion.version, champion.action) == (versions[0], "rollback")
     with pytest.raises(ConflictError, match="first champion prodtype recorded"):
-        models.rollback(registry, actor="admin", check=load_fake, ledger=ledger)
+        model_versions.rollback(registry, actor="admin", check=load_fake, ledger=ledger)
 
 
 def test_the_retrain_job_records_its_promotion(ctx: LoopContext, sessions: sessionmaker[Session]) -> None:

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from loop.records import review, submit
-from prodtype import cli_loop
+from prodtype.cli import loop as cli_loop
 from prodtype.config import Settings, get_settings
-from prodtype.loop_config import get_loop_settings
-from prodtype.registry import Registry
+from prodtype.loop.config import get_loop_settings
+from prodtype.loop.registry import Registry
 from service_support.databases import both_databases
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from prodtype.data.challenge import load_dataset
-from prodtype.loop_config import LoopSettings
-from prodtype.services.evalset import SPLIT_FILE, load_or_make_split, stratified_eval_index
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.evalset import SPLIT_FILE, load_or_make_split, stratified_eval_index
 
 
 def test_stratified_index_keeps_every_class_in_training() -> None:

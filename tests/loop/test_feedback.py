@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from loop.records import review, submit
 from prodtype.config import Settings
 from prodtype.data.challenge import load_dataset
-from prodtype.services.feedback import FEEDBACK_INDEX_OFFSET, combine, export_feedback, load_feedback
-from prodtype.services.storage import ImageStore
+from prodtype.loop.feedback import FEEDBACK_INDEX_OFFSET, combine, export_feedback, load_feedback
+from prodtype.serving.storage import ImageStore
 from service_support.databases import both_databases
 from service_support.images import photo, png_of
 

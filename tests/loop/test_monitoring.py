@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from loop.records import review, submit
-from prodtype.services.monitoring import monitor
-from prodtype.services.retrain import LoopContext
+from prodtype.loop.monitoring import monitor
+from prodtype.loop.retrain import LoopContext
 from service_support.databases import both_databases
 
 pytestmark = both_databases

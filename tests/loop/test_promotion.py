@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from prodtype.loop_config import LoopSettings
-from prodtype.services.promotion import decide
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.promotion import decide
 
 
 def result(weighted: float, **per_class: tuple[float, int]) -> dict[str, Any]:

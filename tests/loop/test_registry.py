@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from loop.fakes import write_bundle
-from prodtype.registry import CHALLENGER, CHAMPION, Registry, RegistryError, UnknownVersionError
+from prodtype.loop.registry import CHALLENGER, CHAMPION, Registry, RegistryError, UnknownVersionError
 
 
 def register(registry: Registry, tmp_path: Path, name: str, f1: float = 0.5) -> int:
@@ -32,7 +32,7 @@ def test_importing_prodtype_does_not_import_mlflow() -> None:
     import subprocess
 
     code = (
-        "import sys, prodtype, prodtype.registry, prodtype.api.app, prodtype.cli; "
+        "import sys, prodtype, prodtype.loop.registry, prodtype.app, prodtype.cli; "
         "print('mlflow' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

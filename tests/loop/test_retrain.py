@@ -13,11 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from loop.fakes import FakeTrainer, fake_score
 from loop.records import review, submit
-from prodtype.registry import CHALLENGER, CHAMPION
-from prodtype.services import retrain
-from prodtype.services.errors import InvalidInputError
-from prodtype.services.evalset import SPLIT_FILE
-from prodtype.services.retrain import LoopContext
+from prodtype.loop import retrain
+from prodtype.loop.evalset import SPLIT_FILE
+from prodtype.loop.registry import CHALLENGER, CHAMPION
+from prodtype.loop.retrain import LoopContext
+from prodtype.serving.errors import InvalidInputError
 from service_support.databases import both_databases
 
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from prodtype.config import Settings
-from prodtype.services import retrain_jobs
-from prodtype.services.errors import ConflictError, NotFoundError
+from prodtype.loop import retrain_jobs
+from prodtype.serving.errors import ConflictError, NotFoundError
 
 
 def test_the_lock_refuses_a_second_retrain(settings: Settings) -> None:

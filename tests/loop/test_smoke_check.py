@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from prodtype.loop.champion import smoke_check
 from prodtype.ml.predictor import Candidate, Prediction, ProductInput
-from prodtype.services.champion import smoke_check
 
 KNOWN = [10, 2583, 2705]
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from loop.records import review, submit
-from prodtype.loop_config import LoopSettings
-from prodtype.services.feedback import export_feedback
-from prodtype.services.storage import ImageStore
-from prodtype.services.trigger import trigger_status
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.feedback import export_feedback
+from prodtype.loop.trigger import trigger_status
+from prodtype.serving.storage import ImageStore
 from service_support.databases import both_databases
 
 pytestmark = both_databases

@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from prodtype.config import Settings
 from prodtype.db import migrate
 from prodtype.db.engine import make_engine, make_sessionmaker
-from prodtype.db.models import Role
-from prodtype.services import users
+from prodtype.db.tables import Role
+from prodtype.serving import users
 
 POSTGRES_URL = os.environ.get(
     "PRODTYPE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

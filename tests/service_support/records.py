@@ -1,7 +1,7 @@
 """Rows for service tests that exercise the database logic around predictions (review, list, delete).
 
 The values are what a real model answers; the create path itself, with the real model, is tested in
-tests/services/test_create_prediction.py and tests/api.
+tests/serving/test_create_prediction.py and tests/api.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from prodtype.db.models import Prediction, User
-from prodtype.services.storage import ImageStore
+from prodtype.db.tables import Prediction, User
+from prodtype.serving.storage import ImageStore
 
 
 def user(session: Session, name: str) -> User:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from prodtype.config import Settings
-from prodtype.loop_config import LoopSettings
-from prodtype.registry import Registry
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.registry import Registry
 
 
 @pytest.fixture(scope="session")

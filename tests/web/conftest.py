@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.config import Settings
-from prodtype.services.model_holder import ModelHolder, load_model
+from prodtype.serving.model_holder import ModelHolder, load_model
 from service_support.databases import (  # noqa: F401 (fixtures)
     PASSWORD,
     backend,

@@ -14,9 +14,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.config import Settings
-from prodtype.services.model_holder import ModelHolder
+from prodtype.serving.model_holder import ModelHolder
 from prodtype.web.session import NONCE_COOKIE, SESSION_COOKIE
 from service_support.databases import PASSWORD, SqliteBackend
 

@@ -10,10 +10,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from prodtype.api.app import create_app
+from prodtype.app import create_app
 from prodtype.config import Settings
-from prodtype.services.model_holder import ModelHolder
-from prodtype.services.security import create_access_token
+from prodtype.serving.model_holder import ModelHolder
+from prodtype.serving.security import create_access_token
 from prodtype.web.session import SESSION_COOKIE
 from service_support.databases import PASSWORD
 

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from prodtype.catalog import load_catalog
-from prodtype.services.users import BAD_CREDENTIALS
+from prodtype.serving.users import BAD_CREDENTIALS
 from prodtype.web.render import TEMPLATES_DIR
 from prodtype.web.session import NONCE_COOKIE, SESSION_COOKIE
 from service_support.databases import SqliteBackend

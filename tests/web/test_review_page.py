@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from prodtype.catalog import load_catalog
 from prodtype.db.engine import make_engine, make_sessionmaker
-from prodtype.db.models import Prediction
+from prodtype.db.tables import Prediction
 
 from .conftest import csrf_of, error_on, log_in, submit
 

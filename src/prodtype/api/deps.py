@@ -1,6 +1,6 @@
 """Dependencies as ``Annotated`` aliases: the session, the caller, role checks, the model.
 
-Everything the app holds lives on ``app.state`` (set by :func:`prodtype.api.app.create_app`); tests can
+Everything the app holds lives on ``app.state`` (set by :func:`prodtype.app.create_app`); tests can
 swap any of these with ``app.dependency_overrides``.
 """
 
@@ -18,18 +18,18 @@ from prodtype.api.metrics import instrument
 from prodtype.catalog import Catalog
 from prodtype.config import Settings
 from prodtype.db.engine import session_scope
-from prodtype.db.models import Role, User
+from prodtype.db.tables import Role, User
 from prodtype.ml.predictor import Predictor
-from prodtype.services import users
-from prodtype.services.batching import BatchedPredictor
-from prodtype.services.errors import (
+from prodtype.serving import users
+from prodtype.serving.batching import BatchedPredictor
+from prodtype.serving.errors import (
     AuthenticationError,
     PermissionDeniedError,
     UnsupportedMediaTypeError,
 )
-from prodtype.services.model_holder import ModelHolder
-from prodtype.services.security import decode_token
-from prodtype.services.storage import ImageStore
+from prodtype.serving.model_holder import ModelHolder
+from prodtype.serving.security import decode_token
+from prodtype.serving.storage import ImageStore
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 (a URL, not a secret)
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from prodtype.services.errors import (
+from prodtype.serving.errors import (
     AuthenticationError,
     ConflictError,
     InvalidInputError,

@@ -16,8 +16,8 @@ from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodtype.api.errors import error_response
-from prodtype.services.errors import AuthenticationError
-from prodtype.services.security import decode_token
+from prodtype.serving.errors import AuthenticationError
+from prodtype.serving.security import decode_token
 
 API_PREFIX = "/api/v1/"
 # Routes that read a body without a token.

@@ -10,11 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 
-from prodtype.loop_config import LoopSettings
-from prodtype.registry import Registry
-from prodtype.services.champion import ChampionFollower
-from prodtype.services.model_holder import load_warm
-from prodtype.services.promotions import PromotionLedger
+from prodtype.loop.champion import ChampionFollower
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.ledger import PromotionLedger
+from prodtype.loop.registry import Registry
+from prodtype.serving.model_holder import load_warm
 
 log = logging.getLogger(__name__)
 

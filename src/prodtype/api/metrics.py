@@ -23,7 +23,7 @@ from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodtype.ml.predictor import Prediction, Predictor, PreparedProduct, ProductInput
-from prodtype.services.model_holder import ModelHolder
+from prodtype.serving.model_holder import ModelHolder
 
 METRICS_PATH = "/metrics"
 UNMATCHED = "<unmatched>"  # requests no route answers: their paths would make the label set unbounded

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from prodtype.catalog import Catalog
-from prodtype.db.models import AuditEvent, Prediction, Role, Status, User
-from prodtype.services.reviews import Decision
+from prodtype.db.tables import AuditEvent, Prediction, Role, Status, User
+from prodtype.serving.reviews import Decision
 
 API_PREFIX = "/api/v1"
 

@@ -193,7 +193,7 @@ class ModelBundle:
 
     A prediction has two halves: :meth:`prepare` (clean the text, decode and preprocess the photo), which
     request threads can run side by side, and :meth:`predict_prepared`, the model itself, which is cheapest
-    per product on a batch (see :class:`prodtype.services.batching.MicroBatcher`).
+    per product on a batch (see :class:`prodtype.serving.batching.MicroBatcher`).
     """
 
     def __init__(

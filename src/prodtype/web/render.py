@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from prodtype.db.models import Role, User
+from prodtype.db.tables import Role, User
 from prodtype.web import session as web_session
 
 WEB_DIR = Path(__file__).parent

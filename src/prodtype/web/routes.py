@@ -1,6 +1,6 @@
 """The web page: log in, submit a product, see its predicted type, list one's predictions, review.
 
-The pages call the same services as the API (:mod:`prodtype.services`); what is here is HTTP only:
+The pages call the same services as the API (:mod:`prodtype.serving`); what is here is HTTP only:
 reading forms, the session cookie, and turning a service's error into a message on the page, with the
 status code the API would answer (:func:`prodtype.api.errors.status_for`).
 """
@@ -17,19 +17,19 @@ from prodtype.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, get
 from prodtype.api.errors import status_for
 from prodtype.api.schemas import PredictionPublic
 from prodtype.catalog import Catalog
-from prodtype.db.models import Status, User
+from prodtype.db.tables import Status, User
 from prodtype.ml.predictor import Predictor
-from prodtype.services import login as login_service
-from prodtype.services import predictions, reviews
-from prodtype.services.errors import (
+from prodtype.serving import login as login_service
+from prodtype.serving import predictions, reviews
+from prodtype.serving.errors import (
     InvalidInputError,
     ModelUnavailableError,
     NotFoundError,
     ServiceError,
     TooManyRequestsError,
 )
-from prodtype.services.predictions import PredictionFilter
-from prodtype.services.reviews import Decision
+from prodtype.serving.predictions import PredictionFilter
+from prodtype.serving.reviews import Decision
 from prodtype.web.render import STATIC_DIR, is_reviewer, redirect, render
 from prodtype.web.session import CSRF_FIELD, CsrfError, check_csrf, log_in, log_out, viewer
 

@@ -20,10 +20,10 @@ from fastapi import Request, Response
 from sqlalchemy.orm import Session
 
 from prodtype.config import Settings
-from prodtype.db.models import User
-from prodtype.services import users
-from prodtype.services.errors import AuthenticationError
-from prodtype.services.security import create_access_token, decode_token
+from prodtype.db.tables import User
+from prodtype.serving import users
+from prodtype.serving.errors import AuthenticationError
+from prodtype.serving.security import create_access_token, decode_token
 
 SESSION_COOKIE = "prodtype_session"
 NONCE_COOKIE = "prodtype_csrf"

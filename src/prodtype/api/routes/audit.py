@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from prodtype.api.deps import AdminUser, SessionDep
 from prodtype.api.schemas import AuditEventPublic, AuditEventsPublic
-from prodtype.services import audit
+from prodtype.serving import audit
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

@@ -10,9 +10,9 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from prodtype.api.deps import CurrentUser, LoginForm, SessionDep, SettingsDep
 from prodtype.api.schemas import ErrorPublic, Token
-from prodtype.services import login as login_service
-from prodtype.services import users
-from prodtype.services.security import create_access_token
+from prodtype.serving import login as login_service
+from prodtype.serving import users
+from prodtype.serving.security import create_access_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 

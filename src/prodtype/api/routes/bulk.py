@@ -16,14 +16,14 @@ from prodtype.api.deps import CatalogDep, CurrentUser, ModelDep, SessionDep, Set
 from prodtype.api.errors import status_for
 from prodtype.api.schemas import ErrorPublic, PredictionPublic, _Request
 from prodtype.config import Settings
-from prodtype.services.bulk import BulkLimits, create_predictions
-from prodtype.services.errors import (
+from prodtype.serving.bulk import BulkLimits, create_predictions
+from prodtype.serving.errors import (
     InvalidInputError,
     PayloadTooLargeError,
     ServiceError,
     UnsupportedMediaTypeError,
 )
-from prodtype.services.predictions import Submission
+from prodtype.serving.predictions import Submission
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request, Response
 import prodtype
 from prodtype.api.schemas import HealthPublic
 from prodtype.db.engine import database_reachable
-from prodtype.services.model_holder import ModelHolder
+from prodtype.serving.model_holder import ModelHolder
 
 router = APIRouter(prefix="/health", tags=["health"])
 

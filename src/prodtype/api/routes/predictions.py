@@ -30,9 +30,9 @@ from prodtype.api.schemas import (
     PredictionsPublic,
     ReviewCreate,
 )
-from prodtype.db.models import Status
-from prodtype.services import predictions, reviews
-from prodtype.services.predictions import PredictionFilter, SortKey, Submission
+from prodtype.db.tables import Status
+from prodtype.serving import predictions, reviews
+from prodtype.serving.predictions import PredictionFilter, SortKey, Submission
 
 # Integers reach the database as 32-bit values: a larger one is a 422 here, not an overflow error there.
 INT32_MAX = 2_147_483_647

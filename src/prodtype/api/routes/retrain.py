@@ -10,9 +10,10 @@ from prodtype.api.deps import AdminUser, SessionDep
 from prodtype.api.loop import registry_of
 from prodtype.api.loop_schemas import RetrainJobPublic, RetrainRequest, RetrainStatusPublic
 from prodtype.api.schemas import ErrorPublic
-from prodtype.services import audit, retrain_jobs
-from prodtype.services.retrain import LoopContext, watermark
-from prodtype.services.trigger import trigger_status
+from prodtype.loop import retrain_jobs
+from prodtype.loop.retrain import LoopContext, watermark
+from prodtype.loop.trigger import trigger_status
+from prodtype.serving import audit
 
 router = APIRouter(prefix="/retrain", tags=["retrain"])
 

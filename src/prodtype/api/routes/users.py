@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Response
 
 from prodtype.api.deps import AdminUser, CurrentUser, SessionDep
 from prodtype.api.schemas import ErrorPublic, UserCreate, UserPublic, UsersPublic, UserUpdate
-from prodtype.services import users
+from prodtype.serving import users
 
 router = APIRouter(prefix="/users", tags=["users"])
 

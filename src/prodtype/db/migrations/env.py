@@ -10,7 +10,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from prodtype.db.engine import make_engine
-from prodtype.db.models import Base
+from prodtype.db.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

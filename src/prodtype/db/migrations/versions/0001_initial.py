@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from prodtype.db.models import UTCDateTime
+from prodtype.db.tables import UTCDateTime
 
 revision: str = "0001"
 down_revision: str | None = None

@@ -1,0 +1,124 @@
+"""The application factory: ``create_app(settings)`` wires settings, database, image store and model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
+
+import prodtype
+from prodtype.api.errors import register_exception_handlers
+from prodtype.api.guards import AuthenticateFirst, NoSniff
+from prodtype.api.limits import RequestSizeLimit
+from prodtype.api.loop import install_loop
+from prodtype.api.metrics import install_metrics
+from prodtype.api.openapi import install_openapi
+from prodtype.api.routes import (
+    audit,
+    auth,
+    bulk,
+    categories,
+    health,
+    model_versions,
+    predictions,
+    retrain,
+    users,
+)
+from prodtype.api.schemas import API_PREFIX
+from prodtype.catalog import load_catalog
+from prodtype.config import Settings, get_settings
+from prodtype.db import migrate
+from prodtype.db.engine import describe_url, make_engine, make_sessionmaker
+from prodtype.serving.batching import MicroBatcher
+from prodtype.serving.model_holder import ModelHolder, find_model, load_warm
+from prodtype.serving.storage import ImageStore
+from prodtype.serving.throttle import LoginThrottle, make_storage
+from prodtype.web.routes import install_web
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """Product type classification for the Rakuten France catalogue.
+
+Log in at `POST /api/v1/auth/token` (form fields `username`, `password`) and send the token as
+`Authorization: Bearer <token>`. Customers submit products and see their own predictions; reviewers work
+through the review queue (`GET /api/v1/predictions?status=pending`); admins manage users as well.
+"""
+
+
+def _load_configured_model(settings: Settings, holder: ModelHolder) -> None:
+    path = find_model(settings)
+    if path is None:
+        log.warning("no model found (PRODTYPE_MODEL_PATH unset, none under %s)", settings.models_dir)
+        return
+    holder.swap(load_warm(path, settings))
+    log.info("serving model %s from %s", holder.version, path)
+
+
+def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | None = None) -> FastAPI:
+    """The API. Without ``model_holder`` the configured bundle is loaded on start-up; a holder passed in
+    (e.g. one shared by tests, or one that follows a registry) is used as it is."""
+    settings = settings or get_settings()
+    holder = model_holder or ModelHolder()
+    engine = make_engine(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_on_start:
+            await run_in_threadpool(migrate.upgrade, engine)
+        if model_holder is None and not holder.loaded:
+            await run_in_threadpool(_load_configured_model, settings, holder)
+        log.info("database %s", describe_url(settings.resolved_database_url))
+        try:
+            yield
+        finally:
+            app.state.batcher.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="prodtype",
+        version=prodtype.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    jwt_secret = settings.jwt_secret_value()
+    # Outermost last: the size limit, then authentication, run before any body is read.
+    app.add_middleware(AuthenticateFirst, jwt_secret=jwt_secret)
+    app.add_middleware(
+        RequestSizeLimit,
+        max_body_bytes=settings.max_request_bytes,
+        upload_limit_bytes=settings.upload_limit_bytes,
+        per_path={f"{API_PREFIX}/predictions/batch": settings.bulk_max_request_bytes},
+    )
+    app.add_middleware(NoSniff)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_sessionmaker(engine)
+    app.state.store = ImageStore(settings.images_dir)
+    app.state.catalog = load_catalog(settings.categories_file)
+    app.state.model_holder = holder
+    app.state.batcher = MicroBatcher(settings.batch_max_size, settings.batch_max_wait_ms / 1000)
+    app.state.jwt_secret = jwt_secret
+    app.state.login_throttle = LoginThrottle(
+        make_storage(settings.rate_limit_storage, engine),
+        settings.login_limit_per_username,
+        settings.login_limit_per_address,
+    )
+
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, predictions, bulk, categories, health, users, audit, model_versions, retrain):
+        api.include_router(module.router)
+    app.include_router(api)
+    install_metrics(app)  # /metrics, and counting requests and predictions
+    install_web(app)  # the pages at /
+    install_loop(app)  # the registry, and following the champion alias
+    register_exception_handlers(app)
+    install_openapi(app)  # every status code each route answers, with the real error body
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory prodtype.app:app_from_env``: settings from the environment."""
+    return create_app(get_settings())

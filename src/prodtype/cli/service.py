@@ -1,0 +1,256 @@
+"""Service commands: ``serve``, ``run`` (train if needed, migrate, first admin, serve) and ``users …``.
+
+``prodtype.cli`` calls :func:`register` to add them to the main Typer app.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from prodtype.config import Settings, get_settings
+from prodtype.db import migrate
+from prodtype.db.engine import describe_url, make_engine, make_sessionmaker, session_scope
+from prodtype.db.tables import Role
+from prodtype.serving import users
+from prodtype.serving.errors import ServiceError
+from prodtype.serving.model_holder import find_model
+
+console = Console(soft_wrap=True)  # no hard line breaks in logs (paths, URLs)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class RoleChoice(enum.StrEnum):
+    customer = "customer"
+    reviewer = "reviewer"
+    admin = "admin"
+
+
+HostOpt = Annotated[
+    str | None, typer.Option(help="Interface to listen on [default: PRODTYPE_HOST or 127.0.0.1]")
+]
+PortOpt = Annotated[int | None, typer.Option(help="Port [default: PRODTYPE_PORT or 8000]")]
+WorkersOpt = Annotated[
+    int | None, typer.Option(min=1, help="Worker processes [default: PRODTYPE_WORKERS or 1]")
+]
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[Session]:
+    """A session on the configured database, migrated to the latest schema first."""
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate.upgrade(engine)
+        with session_scope(make_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _service_errors() -> Iterator[None]:
+    try:
+        yield
+    except ServiceError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
+    import uvicorn
+
+    workers = workers or settings.workers
+    # Done once here rather than in each worker, where they would race: the schema and the dev JWT secret.
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        engine.dispose()
+    settings.jwt_secret_value()
+    if workers > 1:
+        os.environ["PRODTYPE_MIGRATE_ON_START"] = "false"
+        # each worker loads the model; unless told otherwise, they share the CPUs rather than each
+        # running onnxruntime on all of them
+        os.environ.setdefault("PRODTYPE_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
+
+    uvicorn.run(
+        "prodtype.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port if port is not None else settings.port,
+        workers=workers,
+        proxy_headers=True,
+    )
+
+
+def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
+    """Serve the API (docs at /docs); migrations are applied on start."""
+    _serve(get_settings(), host, port, workers)
+
+
+def train_default_model(settings: Settings) -> Path:
+    """Train a bundle on the challenge files in PRODTYPE_DATA_DIR into ``storage_dir/models``."""
+    from prodtype.data.challenge import find_challenge_files, load_dataset
+    from prodtype.ml.train import train_model
+
+    if settings.data_dir is None:
+        raise typer.BadParameter(
+            "no model to serve and no data to train one: set PRODTYPE_MODEL_PATH to a model bundle, "
+            "or PRODTYPE_DATA_DIR to a folder with the challenge files "
+            "(X_train.csv, Y_train.csv, image_train/)"
+        )
+    files = find_challenge_files(settings.data_dir)
+    dataset = load_dataset(files["x"], files["y"], files["images"], files["image_only"])  # type: ignore[arg-type]
+    out_dir = settings.models_dir / datetime.now(UTC).strftime("model-%Y%m%dT%H%M%SZ")
+    console.print(f"No model configured: training one on {len(dataset)} products from {settings.data_dir}")
+    # Features are cached under the storage folder: a second training on the same photos and texts is fast.
+    train_model(
+        dataset,
+        out_dir,
+        image_cache_dir=settings.resolved_image_cache_dir,
+        text_cache_dir=settings.storage_dir / "cache" / "text-embeddings",
+    )
+    return out_dir
+
+
+def run(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
+    """Everything `make run` needs: a model (trained if none), the database, the first admin, the server."""
+    settings = get_settings()
+    model = find_model(settings)
+    if model is None:
+        model = train_default_model(settings)
+        console.print(f"Model trained and saved in [bold]{model}[/bold] (served from there from now on)")
+    else:
+        console.print(f"Model: {model}")
+    console.print(f"Database: {describe_url(settings.resolved_database_url)}")
+    with _service_errors(), _database(settings) as session:
+        password = settings.admin_password.get_secret_value() if settings.admin_password else None
+        created = users.ensure_admin(session, settings.admin_username, password)
+    if created is not None and created.password is not None:
+        console.print(
+            f"Created the admin [bold]{created.username}[/bold]. Its password, shown only this once "
+            "(only its hash is stored; set PRODTYPE_ADMIN_PASSWORD before the first start to choose it):"
+        )
+        typer.echo(f"    {created.password}")  # plain, on its own line: never wrapped or styled
+    elif created is not None:
+        console.print(f"Created the admin [bold]{created.username}[/bold] from PRODTYPE_ADMIN_PASSWORD")
+    _serve(settings, host, port, workers)
+
+
+users_app = typer.Typer(no_args_is_help=True, help="Manage user accounts.")
+
+
+@users_app.command("create")
+def users_create(
+    username: str,
+    role: Annotated[RoleChoice, typer.Option(help="customer, reviewer or admin")] = RoleChoice.customer,
+    password: Annotated[
+        str,
+        typer.Option(prompt=True, confirmation_prompt=True, hide_input=True, envvar="PRODTYPE_NEW_PASSWORD"),
+    ] = "",
+) -> None:
+    """Create an account (the password is asked for, or read from PRODTYPE_NEW_PASSWORD)."""
+    with _service_errors(), _database(get_settings()) as session:
+        user = users.create_user(session, username, password, Role(role.value))
+        console.print(f"created {user.username} ({user.role})")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """List the accounts."""
+    with _service_errors(), _database(get_settings()) as session:
+        rows, _ = users.list_users(session, limit=10_000)
+        table = Table("username", "role", "disabled", "created")
+        for u in rows:
+            table.add_row(
+                u.username, u.role, "yes" if u.disabled else "", u.created_at.isoformat(" ", "seconds")
+            )
+        console.print(table)
+
+
+@users_app.command("set-role")
+def users_set_role(username: str, role: RoleChoice) -> None:
+    """Change an account's role."""
+    with _service_errors(), _database(get_settings()) as session:
+        user = users.update_user(session, username, None, role=Role(role.value))
+        console.print(f"{user.username} is now {user.role}")
+
+
+@users_app.command("disable")
+def users_disable(
+    username: str, enable: Annotated[bool, typer.Option("--enable", help="Enable it again instead")] = False
+) -> None:
+    """Disable an account (its tokens stop working at once), or enable it with --enable."""
+    with _service_errors(), _database(get_settings()) as session:
+        user = users.update_user(session, username, None, disabled=not enable)
+        console.print(f"{user.username} is {'disabled' if user.disabled else 'enabled'}")
+
+
+@users_app.command("logout")
+def users_logout(username: str) -> None:
+    """Log an account out everywhere: every token issued to it so far (API and web page) stops working."""
+    with _service_errors(), _database(get_settings()) as session:
+        user = users.revoke_tokens(session, username, None, why="logged out from the command line")
+        console.print(f"{user.username} is logged out everywhere")
+
+
+def doctor(
+    fix: Annotated[bool, typer.Option("--fix", help="Remove orphan and temporary image files")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object")] = False,
+) -> None:
+    """Check the database and the image store (after a crash, say): integrity, schema, orphan image files,
+    predictions whose file is missing. Exits 1 while a problem remains."""
+    import json
+
+    from prodtype.serving.doctor import SHOWN, examine
+    from prodtype.serving.storage import ImageStore
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with session_scope(make_sessionmaker(engine)) as session:
+            report = examine(engine, session, ImageStore(settings.images_dir), fix=fix)
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        console.print(f"database      {report.database}")
+        console.print(f"integrity     {report.integrity}")
+        console.print(f"schema        {report.schema_revision} (expected {report.schema_head})")
+        console.print(
+            f"images        {report.image_files} file(s) in {report.images_dir}, "
+            f"{report.referenced_images} referenced"
+        )
+        for digest in report.orphan_files[:SHOWN]:
+            state = "removed" if digest in report.removed_files else "orphan"
+            console.print(f"  {state}: {digest}")
+        for name in report.temporary_files[:SHOWN]:
+            state = "removed" if name in report.removed_files else "temporary file"
+            console.print(f"  {state}: {name}")
+        for problem in report.problems:
+            err_console.print(f"[red]problem:[/red] {problem}")
+        if report.healthy:
+            removed = f" ({len(report.removed_files)} file(s) removed)" if fix else ""
+            console.print(f"[green]healthy[/green]{removed}")
+        elif report.orphan_files and not fix:
+            err_console.print("run `prodtype doctor --fix` to remove orphan and temporary files")
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.command("run")(run)
+    app.command("doctor")(doctor)
+    app.add_typer(users_app, name="users")

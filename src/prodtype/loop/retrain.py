@@ -1,0 +1,426 @@
+"""Retraining, one step at a time: check → export → train → evaluate → register → promote.
+
+Each step is a plain function over a run folder (``<storage>/loop/runs/<run>``) that keeps the step's
+outputs and a ``state.json``; the CLI (``prodtype retrain [--step STEP]``), the API's background job and the
+Airflow DAG all call these same functions. Until ``register`` nothing outside the run folder changes: a
+retrain killed in the middle leaves the registry and the champion as they were. The candidate bundle is
+trained into a ``.partial`` folder and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import prodtype
+from prodtype.config import Settings, get_settings
+from prodtype.data.challenge import DataError, Dataset, find_challenge_files, load_dataset
+from prodtype.loop.config import LoopSettings, get_loop_settings, loop_dir
+from prodtype.loop.evalset import EvalSplit, load_or_make_split
+from prodtype.loop.feedback import combine, export_feedback, load_feedback
+from prodtype.loop.ledger import PromotionLedger
+from prodtype.loop.promotion import PromotionDecision, decide
+from prodtype.loop.registry import CHAMPION, ModelVersionInfo, Registry
+from prodtype.loop.trigger import TriggerStatus, trigger_status
+from prodtype.serving.errors import ConflictError, InvalidInputError
+from prodtype.serving.storage import ImageStore
+
+log = logging.getLogger(__name__)
+
+STEPS = ("check", "export", "train", "evaluate", "register", "promote")
+STATE = "state.json"
+WATERMARK_TAG = "feedback_reviewed_until"
+
+
+@dataclass
+class LoopContext:
+    """What the steps work with: settings, the registry, the database and the image store."""
+
+    settings: Settings
+    loop: LoopSettings
+    registry: Registry
+    train_config: Any = None
+    # Replaceable for tests of the orchestration: (dataset, out_dir, progress) -> bundle folder, and
+    # (bundle folder, evaluation dataset, report folder) -> evaluation dict. Default: prodtype.ml.
+    trainer: Callable[[Dataset, Path, bool], Path] | None = None
+    scorer: Callable[[Path, Dataset, Path], dict[str, Any]] | None = None
+    _sessions: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, loop: LoopSettings | None = None) -> LoopContext:
+        settings = settings or get_settings()
+        loop = loop or get_loop_settings()
+        return cls(settings, loop, Registry.from_settings(settings, loop), train_config=loop.train_config())
+
+    @property
+    def work_dir(self) -> Path:
+        return loop_dir(self.settings)
+
+    def sessions(self) -> Any:
+        """A session factory on the service's database (migrated to the latest schema once)."""
+        if self._sessions is None:
+            from prodtype.db import migrate
+            from prodtype.db.engine import make_engine, make_sessionmaker
+
+            engine = make_engine(self.settings.resolved_database_url)
+            migrate.upgrade(engine)
+            self._sessions = make_sessionmaker(engine)
+        return self._sessions
+
+    def store(self) -> ImageStore:
+        return ImageStore(self.settings.images_dir)
+
+
+# -- run folders --------------------------------------------------------------------------------------
+
+
+def new_run_dir(ctx: LoopContext, name: str | None = None) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    safe = "".join(
+        c if c.isalnum() or c in "-_." else "_" for c in (name or f"{stamp}-{secrets.token_hex(3)}")
+    )
+    run_dir = ctx.work_dir / "runs" / safe
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / STATE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_state(run_dir: Path, **updates: Any) -> dict[str, Any]:
+    state = read_state(run_dir)
+    state.update(updates)
+    tmp = Path(run_dir) / (STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2, default=str))
+    tmp.replace(Path(run_dir) / STATE)
+    return state
+
+
+def _need(state: dict[str, Any], key: str, step: str, before: str) -> Any:
+    if key not in state:
+        raise InvalidInputError(f"step '{step}' needs the output of step '{before}' in this run folder first")
+    return state[key]
+
+
+# -- data ---------------------------------------------------------------------------------------------
+
+
+def load_base(ctx: LoopContext) -> Dataset:
+    """The base training data: the challenge files in PRODTYPE_DATA_DIR."""
+    if ctx.settings.data_dir is None:
+        raise InvalidInputError(
+            "PRODTYPE_DATA_DIR is not set: it must name the folder with the challenge files"
+        )
+    try:
+        files = find_challenge_files(ctx.settings.data_dir)
+        return load_dataset(files["x"], files["y"], files["images"], files["image_only"])  # type: ignore[arg-type]
+    except DataError as exc:
+        raise InvalidInputError(str(exc)) from None
+
+
+def evaluation_split(ctx: LoopContext, base: Dataset | None = None) -> EvalSplit:
+    return load_or_make_split(base if base is not None else load_base(ctx), ctx.loop, ctx.work_dir)
+
+
+def watermark(ctx: LoopContext) -> datetime | None:
+    value = ctx.registry.model_tag(WATERMARK_TAG)
+    return datetime.fromisoformat(value) if value else None
+
+
+# -- steps --------------------------------------------------------------------------------------------
+
+
+def check(ctx: LoopContext) -> TriggerStatus:
+    """Whether enough new reviews arrived, or the live accuracy fell, since the last training."""
+    since = watermark(ctx)
+    sessions = ctx.sessions()
+    with sessions() as session:
+        return trigger_status(session, ctx.loop, since)
+
+
+def export(ctx: LoopContext, run_dir: Path) -> dict[str, Any]:
+    """Write the reviewed products in the challenge format to ``run_dir/feedback``."""
+    cutoff = datetime.now(UTC)
+    sessions = ctx.sessions()
+    with sessions() as session:
+        result = export_feedback(session, ctx.store(), Path(run_dir) / "feedback", until=cutoff)
+    summary = result.summary()
+    summary.pop("prediction_ids", None)
+    write_state(run_dir, feedback=summary, reviewed_until=cutoff.isoformat())
+    return summary
+
+
+def _shuffled(data: Dataset, seed: int) -> Dataset:
+    products = data.products.copy()
+    products["label"] = np.random.default_rng(seed).permutation(products["label"].to_numpy())
+    image_only = data.image_only.copy()
+    if len(image_only):
+        image_only["label"] = np.random.default_rng(seed + 1).permutation(image_only["label"].to_numpy())
+    return Dataset(
+        products,
+        image_only,
+        data.missing_images,
+        data.extra_labels,
+        data.fingerprint + "-shuffled",
+        data.sources,
+    )
+
+
+def train(ctx: LoopContext, run_dir: Path, *, shuffle_labels: bool = False, progress: bool = False) -> Path:
+    """Train the candidate on the base data (less the evaluation set) plus the exported feedback."""
+    run_dir = Path(run_dir)
+    base = load_base(ctx)
+    split = evaluation_split(ctx, base)
+    feedback = load_feedback(run_dir / "feedback") if (run_dir / "feedback").is_dir() else None
+    data, n_feedback = combine(split.train, feedback, exclude_texts=set(split.eval.products["text"]))
+    if shuffle_labels:
+        data = _shuffled(data, ctx.loop.eval_seed)
+    partial = run_dir / "candidate.partial"
+    final = run_dir / "candidate"
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)
+    start = time.perf_counter()
+    log.info("training a candidate on %d base + %d feedback products", len(split.train), n_feedback)
+    out = (ctx.trainer or _train_default(ctx))(data, partial, progress)
+    Path(out).rename(final)
+    write_state(
+        run_dir,
+        bundle=str(final),
+        train_seconds=round(time.perf_counter() - start, 1),
+        base_rows=len(split.train),
+        base_image_only=len(split.train.image_only),
+        feedback_rows=n_feedback,
+        eval_rows=len(split.eval),
+        base_fingerprint=base.fingerprint,
+        input_fingerprint=data.fingerprint,
+        eval_fingerprint=split.fingerprint,
+        shuffle_labels=shuffle_labels,
+    )
+    return final
+
+
+def _train_default(ctx: LoopContext) -> Callable[[Dataset, Path, bool], Path]:
+    from prodtype.ml.train import TrainConfig, train_model
+
+    config = TrainConfig(**ctx.train_config) if isinstance(ctx.train_config, dict) else ctx.train_config
+
+    def run(data: Dataset, out_dir: Path, progress: bool) -> Path:
+        images = ctx.settings.resolved_image_cache_dir
+        texts = images.parent / "text-embeddings"  # beside it, as `prodtype train` lays them out
+        return Path(
+            train_model(
+                data, out_dir, config, image_cache_dir=images, text_cache_dir=texts, progress=progress
+            )
+        )
+
+    return run
+
+
+def score_bundle(
+    bundle: Path, data: Dataset, report_dir: Path, image_cache_dir: Path | None = None
+) -> dict[str, Any]:
+    """Evaluate a bundle on ``data`` and write the report (markdown + plots) to ``report_dir``."""
+    from prodtype.ml.bundle import load_bundle
+    from prodtype.ml.evaluate import evaluate as evaluate_model
+    from prodtype.ml.evaluate import write_report
+
+    result = evaluate_model(load_bundle(bundle), data, image_cache_dir=image_cache_dir)
+    write_report(result, report_dir)
+    metrics: dict[str, Any] = result.to_dict()
+    return metrics
+
+
+def _score(ctx: LoopContext, bundle: Path, split: EvalSplit, report_dir: Path) -> dict[str, Any]:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    if ctx.scorer is not None:
+        metrics = ctx.scorer(bundle, split.eval, report_dir)
+    else:
+        metrics = score_bundle(bundle, split.eval, report_dir, ctx.settings.resolved_image_cache_dir)
+    (report_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics
+
+
+def evaluate(ctx: LoopContext, run_dir: Path) -> PromotionDecision:
+    """Score the candidate and the current champion on the evaluation set, and apply the promotion rule."""
+    run_dir = Path(run_dir)
+    state = read_state(run_dir)
+    bundle = Path(_need(state, "bundle", "evaluate", "train"))
+    split = evaluation_split(ctx)
+    if split.fingerprint != state.get("eval_fingerprint"):
+        raise ConflictError("the evaluation set changed since the candidate was trained; train it again")
+    candidate = _score(ctx, bundle, split, run_dir / "evaluation" / "candidate")
+    champion_info = ctx.registry.champion()
+    champion: dict[str, Any] | None = None
+    if champion_info is not None:
+        champion = _score(
+            ctx, ctx.registry.local_bundle(champion_info.version), split, run_dir / "evaluation" / "champion"
+        )
+    decision = decide(candidate, champion, ctx.loop)
+    write_state(
+        run_dir,
+        candidate_metrics={k: candidate[k] for k in ("weighted_f1", "macro_f1", "accuracy", "n")},
+        champion_version=champion_info.version if champion_info else None,
+        champion_metrics=(
+            {k: champion[k] for k in ("weighted_f1", "macro_f1", "accuracy", "n")} if champion else None
+        ),
+        decision=decision.to_dict(),
+    )
+    return decision
+
+
+def register(ctx: LoopContext, run_dir: Path, trigger: list[str] | None = None) -> ModelVersionInfo:
+    """Log the run to MLflow (parameters, metrics, reports, the bundle) and register a new version."""
+    run_dir = Path(run_dir)
+    state = read_state(run_dir)
+    if "version" in state:  # already registered by an earlier try of this step
+        return ctx.registry.get(int(state["version"]))
+    bundle = Path(_need(state, "bundle", "register", "train"))
+    decision = _need(state, "decision", "register", "evaluate")
+    cand = state["candidate_metrics"]
+    metrics = {f"eval_{k}": float(v) for k, v in cand.items() if k != "n"}
+    if state.get("champion_metrics"):
+        metrics["champion_eval_weighted_f1"] = float(state["champion_metrics"]["weighted_f1"])
+        metrics["gain_weighted_f1"] = float(decision["gain"])
+    per_class = json.loads((run_dir / "evaluation" / "candidate" / "metrics.json").read_text()).get(
+        "per_class", {}
+    )
+    metrics.update({f"eval_f1_{code}": float(m["f1"]) for code, m in per_class.items()})
+    params = {
+        key: state.get(key)
+        for key in (
+            "base_rows",
+            "base_image_only",
+            "feedback_rows",
+            "eval_rows",
+            "input_fingerprint",
+            "base_fingerprint",
+            "eval_fingerprint",
+            "shuffle_labels",
+            "train_seconds",
+            "champion_version",
+            "reviewed_until",
+        )
+    }
+    params["prodtype_version"] = prodtype.__version__
+    params["data_dir"] = str(ctx.settings.data_dir)
+    params["train_config"] = json.dumps(ctx.train_config, default=str) if ctx.train_config else "default"
+    feedback = state.get("feedback") or {}
+    params["feedback_duplicates"] = feedback.get("duplicates", 0)
+    params["feedback_rejected_excluded"] = feedback.get("rejected_excluded", 0)
+    manifest = (
+        json.loads((bundle / "manifest.json").read_text()) if (bundle / "manifest.json").is_file() else {}
+    )
+    version_tags = {
+        "bundle_version": str(manifest.get("version", "")),
+        "input_fingerprint": str(state.get("input_fingerprint")),
+        "eval_fingerprint": str(state.get("eval_fingerprint")),
+        "eval_weighted_f1": f"{cand['weighted_f1']:.4f}",
+        "base_rows": str(state.get("base_rows")),
+        "feedback_rows": str(state.get("feedback_rows")),
+        "promotion": "pending",
+        "promotion_reason": decision["reason"],
+    }
+    info = ctx.registry.log_and_register(
+        bundle,
+        run_name=run_dir.name,
+        params=params,
+        metrics=metrics,
+        tags={"prodtype.trigger": "; ".join(trigger or state.get("trigger") or ["manual"])},
+        artifacts={"evaluation": run_dir / "evaluation", "feedback": run_dir / "feedback" / "feedback.json"},
+        version_tags=version_tags,
+    )
+    if state.get("reviewed_until"):
+        ctx.registry.set_model_tag(WATERMARK_TAG, str(state["reviewed_until"]))
+    write_state(run_dir, version=info.version, run_id=info.run_id)
+    shutil.rmtree(bundle, ignore_errors=True)  # the registry holds it now
+    return info
+
+
+def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> dict[str, Any]:
+    """Apply the promotion rule to the registered candidate: champion, or challenger with the reason."""
+    run_dir = Path(run_dir)
+    state = read_state(run_dir)
+    version = int(_need(state, "version", "promote", "register"))
+    decision = dict(_need(state, "decision", "promote", "evaluate"))
+    current = ctx.registry.alias_version(CHAMPION)
+    if current != state.get("champion_version") and current != version:
+        decision["promote"] = False
+        decision["reason"] = (
+            f"not promoted: the champion changed during the run (scored against version "
+            f"{state.get('champion_version')}, now {current}); retrain to compare with the new champion"
+        )
+    if decision["promote"] and current != version:
+        ctx.registry.promote(version, reason=decision["reason"], actor=actor or "retrain")
+        # Recorded in prodtype's database: running services serve only what is recorded there.
+        PromotionLedger(ctx.sessions()).record(
+            ctx.registry.model_name,
+            "promote",
+            version,
+            previous=current,
+            bundle=ctx.registry.local_bundle(version),
+            actor=actor or "retrain",
+            reason=decision["reason"],
+        )
+    elif not decision["promote"]:
+        ctx.registry.mark_challenger(version, reason=decision["reason"])
+    outcome = {
+        "version": version,
+        "promoted": bool(decision["promote"]),
+        "reason": decision["reason"],
+        "champion": ctx.registry.alias_version(CHAMPION),
+    }
+    write_state(run_dir, outcome=outcome)
+    return outcome
+
+
+def run_all(
+    ctx: LoopContext,
+    *,
+    force: bool = False,
+    run_dir: Path | None = None,
+    shuffle_labels: bool = False,
+    progress: bool = False,
+    on_step: Any = None,
+) -> dict[str, Any]:
+    """Every step in one process. Without ``force`` nothing is trained unless the trigger fires."""
+    status = check(ctx)
+    if not (force or status.should_retrain):
+        return {"retrained": False, "reason": "the trigger did not fire", "trigger": status.to_dict()}
+    run_dir = run_dir or new_run_dir(ctx)
+    write_state(run_dir, trigger=status.reasons or ["forced"], started_at=datetime.now(UTC).isoformat())
+    for step in ("export", "train", "evaluate", "register", "promote"):
+        if on_step is not None:
+            on_step(step)
+        if step == "export":
+            export(ctx, run_dir)
+        elif step == "train":
+            train(ctx, run_dir, shuffle_labels=shuffle_labels, progress=progress)
+        elif step == "evaluate":
+            evaluate(ctx, run_dir)
+        elif step == "register":
+            register(ctx, run_dir)
+        else:
+            promote(ctx, run_dir)
+    state = read_state(run_dir)
+    return {
+        "retrained": True,
+        "run_dir": str(run_dir),
+        **state["outcome"],
+        "candidate_metrics": state["candidate_metrics"],
+        "champion_metrics": state.get("champion_metrics"),
+        "feedback_rows": state.get("feedback_rows"),
+        "base_rows": state.get("base_rows"),
+        "trigger": status.to_dict(),
+    }

@@ -1,1 +1,0 @@
-"""prodtype.services."""
