@@ -1,10 +1,13 @@
-"""The application factory: ``create_app(settings)`` wires settings, database, image store and model."""
+"""The application factory: ``create_app(settings)`` assembles the API, the web pages, /metrics and the
+learning loop around one set of settings, database, image store and model. Only this module imports both
+:mod:`prodtype.api` and :mod:`prodtype.web`."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -13,8 +16,6 @@ import prodtype
 from prodtype.api.errors import register_exception_handlers
 from prodtype.api.guards import AuthenticateFirst, NoSniff
 from prodtype.api.limits import RequestSizeLimit
-from prodtype.api.loop import install_loop
-from prodtype.api.metrics import install_metrics
 from prodtype.api.openapi import install_openapi
 from prodtype.api.routes import (
     audit,
@@ -32,10 +33,16 @@ from prodtype.catalog import load_catalog
 from prodtype.config import Settings, get_settings
 from prodtype.db import migrate
 from prodtype.db.engine import describe_url, make_engine, make_sessionmaker
+from prodtype.loop.champion import ChampionFollower
+from prodtype.loop.config import LoopSettings
+from prodtype.loop.ledger import PromotionLedger
+from prodtype.loop.registry import Registry
 from prodtype.serving.batching import MicroBatcher
+from prodtype.serving.metrics import install_metrics
 from prodtype.serving.model_holder import ModelHolder, find_model, load_warm
 from prodtype.serving.storage import ImageStore
 from prodtype.serving.throttle import LoginThrottle, make_storage
+from prodtype.web.guards import LoginBeforeForm
 from prodtype.web.routes import install_web
 
 log = logging.getLogger(__name__)
@@ -84,8 +91,10 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         lifespan=lifespan,
     )
     jwt_secret = settings.jwt_secret_value()
-    # Outermost last: the size limit, then authentication, run before any body is read.
+    # Outermost last: the size limit, then authentication (API bearer, pages' session), run before any body
+    # is read.
     app.add_middleware(AuthenticateFirst, jwt_secret=jwt_secret)
+    app.add_middleware(LoginBeforeForm, jwt_secret=jwt_secret)
     app.add_middleware(
         RequestSizeLimit,
         max_body_bytes=settings.max_request_bytes,
@@ -117,6 +126,50 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     register_exception_handlers(app)
     install_openapi(app)  # every status code each route answers, with the real error body
     return app
+
+
+def install_loop(app: FastAPI, loop: LoopSettings | None = None) -> None:
+    """Keep a registry on ``app.state`` and, while the app runs, follow the champion alias.
+
+    The follower is created when the app starts (so tests may replace ``app.state.loop_settings`` before);
+    its first look at the registry happens before the app serves, so a service started after a promotion
+    answers with the champion from its first request.
+    """
+    app.state.loop_settings = loop or LoopSettings()
+    app.state.champion_follower = None
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            loop_settings: LoopSettings = a.state.loop_settings
+            registry = Registry.from_settings(a.state.settings, loop_settings)
+            a.state.registry = registry
+            settings = a.state.settings
+            follower = ChampionFollower(
+                a.state.model_holder,
+                registry,
+                loop_settings,
+                known_codes=list(a.state.catalog.codes),
+                # the settings' thread count and pixel limit, warmed up before it takes requests
+                loader=lambda path: load_warm(path, settings),
+                # only what prodtype recorded is served, never an alias moved in MLflow by someone else
+                recorded=lambda: PromotionLedger(a.state.sessions).champion(registry.model_name),
+            )
+            a.state.champion_follower = follower
+            if loop_settings.follow_champion and registry.store_exists():
+                try:
+                    await run_in_threadpool(follower.check_now)
+                except Exception as exc:  # the registry must not keep the service from starting
+                    log.warning("could not read the champion from %s: %s", registry, exc)
+            if loop_settings.follow_champion:
+                follower.start()
+            try:
+                yield state
+            finally:
+                follower.stop()
+
+    app.router.lifespan_context = lifespan
 
 
 def app_from_env() -> FastAPI:

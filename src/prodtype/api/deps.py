@@ -1,72 +1,28 @@
-"""Dependencies as ``Annotated`` aliases: the session, the caller, role checks, the model.
-
-Everything the app holds lives on ``app.state`` (set by :func:`prodtype.app.create_app`); tests can
-swap any of these with ``app.dependency_overrides``.
+"""The API's dependencies as ``Annotated`` aliases: the caller, role checks, the form checks. What the app
+holds (session, settings, store, catalogue, model) is in :mod:`prodtype.serving.deps`, shared with the pages;
+tests can swap any of these with ``app.dependency_overrides``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlalchemy.orm import Session
 
 from prodtype.api.guards import CLAIMS_STATE
-from prodtype.api.metrics import instrument
-from prodtype.catalog import Catalog
-from prodtype.config import Settings
-from prodtype.db.engine import session_scope
 from prodtype.db.tables import Role, User
-from prodtype.ml.predictor import Predictor
 from prodtype.serving import users
-from prodtype.serving.batching import BatchedPredictor
+from prodtype.serving.deps import SessionDep
 from prodtype.serving.errors import (
     AuthenticationError,
     PermissionDeniedError,
     UnsupportedMediaTypeError,
 )
-from prodtype.serving.model_holder import ModelHolder
 from prodtype.serving.security import decode_token
-from prodtype.serving.storage import ImageStore
 
 TOKEN_URL = "/api/v1/auth/token"  # noqa: S105 (a URL, not a secret)
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL, auto_error=False)
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    with session_scope(request.app.state.sessions) as session:
-        yield session
-
-
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def get_catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.catalog
-    return catalog
-
-
-async def get_store(request: Request) -> ImageStore:
-    store: ImageStore = request.app.state.store
-    return store
-
-
-async def get_model(request: Request) -> Predictor:
-    """The served model: single predictions are batched with concurrent ones, and counted and timed for
-    /metrics."""
-    holder: ModelHolder = request.app.state.model_holder
-    return instrument(request.app, BatchedPredictor(holder.get(), request.app.state.batcher))
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-CatalogDep = Annotated[Catalog, Depends(get_catalog)]
-StoreDep = Annotated[ImageStore, Depends(get_store)]
-ModelDep = Annotated[Predictor, Depends(get_model)]
 
 
 def get_current_user(

@@ -1,4 +1,5 @@
-"""Every error the API can answer, mapped to an HTTP status in this one place. Each answer is JSON:
+"""Every error the API can answer, as JSON (the status of a service error comes from
+:data:`prodtype.serving.errors.STATUS_BY_ERROR`):
 ``{"detail": "what was wrong", "errors": [...]}`` (``errors`` only for field validation)."""
 
 from __future__ import annotations
@@ -14,42 +15,14 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from prodtype.serving.errors import (
-    AuthenticationError,
-    ConflictError,
-    InvalidInputError,
-    ModelUnavailableError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
     ServiceError,
-    ServiceUnavailableError,
     TooManyRequestsError,
-    UnsupportedMediaTypeError,
+    status_for,
 )
 
 log = logging.getLogger(__name__)
 
-STATUS_BY_ERROR: dict[type[ServiceError], int] = {
-    InvalidInputError: 422,
-    NotFoundError: 404,
-    ConflictError: 409,
-    AuthenticationError: 401,
-    PermissionDeniedError: 403,
-    PayloadTooLargeError: 413,
-    UnsupportedMediaTypeError: 415,
-    ModelUnavailableError: 503,
-    TooManyRequestsError: 429,
-    ServiceUnavailableError: 503,
-}
-
 _BEARER = {"WWW-Authenticate": "Bearer"}
-
-
-def status_for(exc: ServiceError) -> int:
-    for cls in type(exc).__mro__:
-        if cls in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[cls]
-    return 400
 
 
 def error_response(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> JSONResponse:

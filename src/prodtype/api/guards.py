@@ -11,8 +11,6 @@ the user and the token's version as always.
 from __future__ import annotations
 
 from starlette.datastructures import Headers, MutableHeaders
-from starlette.requests import Request
-from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodtype.api.errors import error_response
@@ -22,11 +20,7 @@ from prodtype.serving.security import decode_token
 API_PREFIX = "/api/v1/"
 # Routes that read a body without a token.
 PUBLIC_WITH_BODY = frozenset({"/api/v1/auth/token"})
-# The web page's forms that need a session (the cookie holds the same token): a stranger is sent to the
-# login page before the form is read, as the page itself would.
-WEB_FORMS = ("/predict", "/review/")
-SESSION_COOKIE = "prodtype_session"
-CLAIMS_STATE = "prodtype_token_claims"  # prodtype.web.session.SESSION_COOKIE (api does not import web)
+CLAIMS_STATE = "prodtype_token_claims"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 TOKEN_HINT = "send 'Authorization: Bearer <token>' with a token from POST /api/v1/auth/token"  # noqa: S105 (a message, not a secret)
 
@@ -41,9 +35,6 @@ class AuthenticateFirst:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
-        if path == WEB_FORMS[0] or path.startswith(WEB_FORMS[1]):
-            await self._web_form(scope, receive, send)
-            return
         if not path.startswith(API_PREFIX) or path.rstrip("/") in PUBLIC_WITH_BODY:
             await self.app(scope, receive, send)
             return
@@ -59,17 +50,6 @@ class AuthenticateFirst:
             return
         # Decoded once: the route's dependency reuses the claims of this same token.
         scope.setdefault("state", {})[CLAIMS_STATE] = (token.strip(), claims)
-        await self.app(scope, receive, send)
-
-    async def _web_form(self, scope: Scope, receive: Receive, send: Send) -> None:
-        token = Request(scope).cookies.get(SESSION_COOKIE, "")
-        try:
-            decode_token(token, self.jwt_secret)
-        except AuthenticationError:
-            from prodtype.web.render import SECURITY_HEADERS  # the pages' own headers, on their redirect
-
-            await RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)(scope, receive, send)
-            return
         await self.app(scope, receive, send)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any, Literal
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from prodtype.catalog import Catalog
 from prodtype.db.tables import AuditEvent, Prediction, Role, Status, User
+from prodtype.serving.predictions import PredictionView
 from prodtype.serving.reviews import Decision
 
 API_PREFIX = "/api/v1"
@@ -64,26 +66,13 @@ class PredictionPublic(BaseModel):
     created_at: datetime
 
     @classmethod
+    def from_view(cls, view: PredictionView) -> PredictionPublic:
+        image_url = f"{API_PREFIX}/predictions/{view.id}/image" if view.has_image else None
+        return cls.model_validate({**asdict(view), "image_url": image_url})
+
+    @classmethod
     def from_row(cls, row: Prediction, catalog: Catalog) -> PredictionPublic:
-        return cls(
-            id=row.id,
-            designation=row.designation,
-            description=row.description,
-            has_image=row.image_sha256 is not None,
-            image_url=f"{API_PREFIX}/predictions/{row.id}/image" if row.image_sha256 else None,
-            prdtypecode=row.predicted_code,
-            category=catalog.name(row.predicted_code),
-            confidence=row.confidence,
-            top_k=[CandidatePublic.model_validate(c) for c in row.top_k],
-            model_version=row.model_version,
-            status=Status(row.status),
-            final_code=row.final_code,
-            final_category=catalog.name(row.final_code) if row.final_code is not None else None,
-            reviewed_by=row.reviewed_by.username if row.reviewed_by is not None else None,
-            reviewed_at=row.reviewed_at,
-            created_by=row.created_by.username,
-            created_at=row.created_at,
-        )
+        return cls.from_view(PredictionView.from_row(row, catalog))
 
 
 class PredictionsPublic(BaseModel):

@@ -1,5 +1,6 @@
-"""Domain errors raised by the services. The API maps each class to one HTTP status in one place
-(:mod:`prodtype.api.errors`); the CLI prints the message. Messages say what was wrong and what was expected.
+"""Domain errors raised by the services, and the one table mapping each to the HTTP status that the API and
+the pages answer (:func:`status_for`); the CLI prints the message. Messages say what was wrong and what
+was expected.
 """
 
 from __future__ import annotations
@@ -51,3 +52,25 @@ class TooManyRequestsError(ServiceError):
 
 class ServiceUnavailableError(ServiceError):
     """A part the request needs (a store, a queue) is unavailable for now."""
+
+
+# Every error mapped to the HTTP status the API and the pages answer, in this one place.
+STATUS_BY_ERROR: dict[type[ServiceError], int] = {
+    InvalidInputError: 422,
+    NotFoundError: 404,
+    ConflictError: 409,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    PayloadTooLargeError: 413,
+    UnsupportedMediaTypeError: 415,
+    ModelUnavailableError: 503,
+    TooManyRequestsError: 429,
+    ServiceUnavailableError: 503,
+}
+
+
+def status_for(exc: ServiceError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 400

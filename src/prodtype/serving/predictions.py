@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
+from prodtype.catalog import Catalog
 from prodtype.data.text import clean_text
 from prodtype.db.tables import Prediction, Role, Status, User
 from prodtype.ml.image import ImageError
@@ -65,6 +66,59 @@ class PredictionFilter:
     created_by: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    prdtypecode: int
+    category: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class PredictionView:
+    """A stored prediction as the API and the pages show it: codes with their names, usernames, no ORM."""
+
+    id: int
+    designation: str
+    description: str
+    has_image: bool
+    prdtypecode: int
+    category: str
+    confidence: float
+    top_k: list[CandidateView]
+    model_version: str
+    status: Status
+    final_code: int | None
+    final_category: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    created_by: str
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Prediction, catalog: Catalog) -> PredictionView:
+        return cls(
+            id=row.id,
+            designation=row.designation,
+            description=row.description,
+            has_image=row.image_sha256 is not None,
+            prdtypecode=row.predicted_code,
+            category=catalog.name(row.predicted_code),
+            confidence=row.confidence,
+            top_k=[
+                CandidateView(int(c["prdtypecode"]), str(c["category"]), float(c["probability"]))
+                for c in row.top_k
+            ],
+            model_version=row.model_version,
+            status=Status(row.status),
+            final_code=row.final_code,
+            final_category=catalog.name(row.final_code) if row.final_code is not None else None,
+            reviewed_by=row.reviewed_by.username if row.reviewed_by is not None else None,
+            reviewed_at=row.reviewed_at,
+            created_by=row.created_by.username,
+            created_at=row.created_at,
+        )
 
 
 def check_image_header(data: bytes, max_pixels: int) -> None:

@@ -2,7 +2,7 @@
 
 The pages call the same services as the API (:mod:`prodtype.serving`); what is here is HTTP only:
 reading forms, the session cookie, and turning a service's error into a message on the page, with the
-status code the API would answer (:func:`prodtype.api.errors.status_for`).
+status code the API would answer (:func:`prodtype.serving.errors.status_for`).
 """
 
 from __future__ import annotations
@@ -13,22 +13,21 @@ from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, 
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from prodtype.api.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, get_model
-from prodtype.api.errors import status_for
-from prodtype.api.schemas import PredictionPublic
 from prodtype.catalog import Catalog
 from prodtype.db.tables import Status, User
 from prodtype.ml.predictor import Predictor
 from prodtype.serving import login as login_service
 from prodtype.serving import predictions, reviews
+from prodtype.serving.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, get_model
 from prodtype.serving.errors import (
     InvalidInputError,
     ModelUnavailableError,
     NotFoundError,
     ServiceError,
     TooManyRequestsError,
+    status_for,
 )
-from prodtype.serving.predictions import PredictionFilter
+from prodtype.serving.predictions import PredictionFilter, PredictionView
 from prodtype.serving.reviews import Decision
 from prodtype.web.render import STATIC_DIR, is_reviewer, redirect, render
 from prodtype.web.session import CSRF_FIELD, CsrfError, check_csrf, log_in, log_out, viewer
@@ -223,7 +222,7 @@ def my_predictions(request: Request, session: SessionDep, catalog: CatalogDep, p
         (number - 1) * MINE_PAGE,
         MINE_PAGE,
     )
-    items = [PredictionPublic.from_row(r, catalog) for r in rows]
+    items = [PredictionView.from_row(r, catalog) for r in rows]
     return render(
         request,
         "predictions.html",
@@ -248,7 +247,7 @@ def prediction_page(
     except NotFoundError as exc:
         return render(request, "error.html", user, 404, title="Not found", error=str(exc))
     return render(
-        request, "prediction.html", user, p=PredictionPublic.from_row(row, catalog), name=catalog.name
+        request, "prediction.html", user, p=PredictionView.from_row(row, catalog), name=catalog.name
     )
 
 
@@ -293,7 +292,7 @@ def _queue(
         user,
         status,
         nav="review",
-        items=[PredictionPublic.from_row(r, catalog) for r in rows],
+        items=[PredictionView.from_row(r, catalog) for r in rows],
         categories=catalog.categories,
         name=catalog.name,
         count=count,

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from prodtype.api.deps import AdminUser, SessionDep
+from prodtype.api.deps import AdminUser
 from prodtype.api.schemas import AuditEventPublic, AuditEventsPublic
 from prodtype.serving import audit
+from prodtype.serving.deps import SessionDep
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import OAuth2PasswordRequestForm
 
-from prodtype.api.deps import CurrentUser, LoginForm, SessionDep, SettingsDep
+from prodtype.api.deps import CurrentUser, LoginForm
 from prodtype.api.schemas import ErrorPublic, Token
 from prodtype.serving import login as login_service
 from prodtype.serving import users
+from prodtype.serving.deps import SessionDep, SettingsDep
 from prodtype.serving.security import create_access_token
 
 router = APIRouter(prefix="/auth", tags=["auth"])

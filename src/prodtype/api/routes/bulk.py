@@ -12,11 +12,12 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from prodtype.api.deps import CatalogDep, CurrentUser, ModelDep, SessionDep, SettingsDep, StoreDep
+from prodtype.api.deps import CurrentUser
 from prodtype.api.errors import status_for
 from prodtype.api.schemas import ErrorPublic, PredictionPublic, _Request
 from prodtype.config import Settings
 from prodtype.serving.bulk import BulkLimits, create_predictions
+from prodtype.serving.deps import CatalogDep, ModelDep, SessionDep, SettingsDep, StoreDep
 from prodtype.serving.errors import (
     InvalidInputError,
     PayloadTooLargeError,

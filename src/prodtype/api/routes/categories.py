@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from prodtype.api.deps import CatalogDep, CurrentUser
+from prodtype.api.deps import CurrentUser
 from prodtype.api.schemas import CategoriesPublic, CategoryPublic
+from prodtype.serving.deps import CatalogDep
 
 router = APIRouter(prefix="/categories", tags=["categories"])
 

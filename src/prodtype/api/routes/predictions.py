@@ -11,17 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
 
-from prodtype.api.deps import (
-    AdminUser,
-    CatalogDep,
-    CurrentUser,
-    ModelDep,
-    PredictionForm,
-    ReviewerUser,
-    SessionDep,
-    SettingsDep,
-    StoreDep,
-)
+from prodtype.api.deps import AdminUser, CurrentUser, PredictionForm, ReviewerUser
 from prodtype.api.schemas import (
     API_PREFIX,
     ErrorPublic,
@@ -32,6 +22,7 @@ from prodtype.api.schemas import (
 )
 from prodtype.db.tables import Status
 from prodtype.serving import predictions, reviews
+from prodtype.serving.deps import CatalogDep, ModelDep, SessionDep, SettingsDep, StoreDep
 from prodtype.serving.predictions import PredictionFilter, SortKey, Submission
 
 # Integers reach the database as 32-bit values: a larger one is a 422 here, not an overflow error there.

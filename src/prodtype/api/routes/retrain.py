@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Request
 
-from prodtype.api.deps import AdminUser, SessionDep
+from prodtype.api.deps import AdminUser
 from prodtype.api.loop import registry_of
 from prodtype.api.loop_schemas import RetrainJobPublic, RetrainRequest, RetrainStatusPublic
 from prodtype.api.schemas import ErrorPublic
@@ -14,6 +14,7 @@ from prodtype.loop import retrain_jobs
 from prodtype.loop.retrain import LoopContext, watermark
 from prodtype.loop.trigger import trigger_status
 from prodtype.serving import audit
+from prodtype.serving.deps import SessionDep
 
 router = APIRouter(prefix="/retrain", tags=["retrain"])
 

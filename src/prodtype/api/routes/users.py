@@ -6,9 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
-from prodtype.api.deps import AdminUser, CurrentUser, SessionDep
+from prodtype.api.deps import AdminUser, CurrentUser
 from prodtype.api.schemas import ErrorPublic, UserCreate, UserPublic, UsersPublic, UserUpdate
 from prodtype.serving import users
+from prodtype.serving.deps import SessionDep
 
 router = APIRouter(prefix="/users", tags=["users"])
 
