@@ -29,11 +29,10 @@ from rich.console import Console
 from rich.table import Table
 
 from prodtype.catalog import load_catalog
-from prodtype.config import Settings
+from prodtype.config import LoopSettings, Settings
 from prodtype.db import migrate
 from prodtype.db.engine import make_engine, make_sessionmaker
 from prodtype.db.tables import Role
-from prodtype.loop.config import LoopSettings
 from prodtype.loop.evalset import stratified_eval_index
 from prodtype.loop.retrain import LoopContext, run_all
 from prodtype.serving import predictions, reviews, users
@@ -89,9 +88,9 @@ def main() -> None:
         storage_dir=work / "storage",
         data_dir=work / "data",
         image_cache_dir=args.image_cache or work / "cache",
+        loop=LoopSettings(_env_file=None),  # type: ignore[call-arg]
     )
-    loop = LoopSettings(_env_file=None)  # type: ignore[call-arg]
-    ctx = LoopContext.from_settings(settings, loop)
+    ctx = LoopContext.from_settings(settings)
     engine = make_engine(settings.resolved_database_url)
     migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)

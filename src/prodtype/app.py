@@ -34,7 +34,6 @@ from prodtype.config import Settings, get_settings
 from prodtype.db import migrate
 from prodtype.db.engine import describe_url, make_engine, make_sessionmaker
 from prodtype.loop.champion import ChampionFollower
-from prodtype.loop.config import LoopSettings
 from prodtype.loop.ledger import PromotionLedger
 from prodtype.loop.registry import Registry
 from prodtype.serving.batching import MicroBatcher
@@ -128,24 +127,23 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     return app
 
 
-def install_loop(app: FastAPI, loop: LoopSettings | None = None) -> None:
+def install_loop(app: FastAPI) -> None:
     """Keep a registry on ``app.state`` and, while the app runs, follow the champion alias.
 
-    The follower is created when the app starts (so tests may replace ``app.state.loop_settings`` before);
+    The follower is created when the app starts, with the loop's settings of ``app.state.settings``;
     its first look at the registry happens before the app serves, so a service started after a promotion
     answers with the champion from its first request.
     """
-    app.state.loop_settings = loop or LoopSettings()
     app.state.champion_follower = None
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
         async with inner(a) as state:
-            loop_settings: LoopSettings = a.state.loop_settings
-            registry = Registry.from_settings(a.state.settings, loop_settings)
+            settings: Settings = a.state.settings
+            loop_settings = settings.loop
+            registry = Registry.from_settings(settings)
             a.state.registry = registry
-            settings = a.state.settings
             follower = ChampionFollower(
                 a.state.model_holder,
                 registry,

@@ -1,20 +1,103 @@
 """Settings in one place: environment variables with the ``PRODTYPE_`` prefix, or a ``.env`` file.
 
-Nothing happens at import time; call :func:`get_settings`. Secrets are required outside development.
+One object, built once (:func:`get_settings`) and passed down; the learning loop's settings are nested in it
+(``settings.loop``). Nothing happens at import time. Secrets are required outside development.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "changethis", "password"}
+
+
+def cache_dirs(root: Path) -> tuple[Path, Path]:
+    """The image-feature and text-embedding caches under one cache folder (the one place this is laid out:
+    ``prodtype train --cache-dir``, ``prodtype run`` and the loop's retrain all use it)."""
+    return root / "image-features", root / "text-embeddings"
+
+
+class LoopSettings(BaseSettings):
+    """The learning loop's settings (registry, evaluation set, promotion rule, retraining trigger), on the
+    same ``PRODTYPE_`` variables; reached as ``Settings.loop``."""
+
+    model_config = SettingsConfigDict(env_prefix="PRODTYPE_", env_file=".env", extra="ignore")
+
+    # Registry: embedded (SQLite file + artifact folder under the storage folder) unless a server is named.
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking/registry URI; default sqlite:///<storage>/mlflow/mlflow.db"
+    )
+    registered_model_name: str = Field(default="prodtype", min_length=1)
+
+    # The fixed evaluation set: given files, or a stratified split of the base data made once.
+    eval_x_path: Path | None = None
+    eval_y_path: Path | None = None
+    eval_images_dir: Path | None = None
+    eval_fraction: float = Field(default=0.2, gt=0.0, lt=0.9)
+    eval_seed: int = 20240607
+
+    # Promotion rule.
+    promotion_min_f1_gain: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="candidate weighted F1 must be >= champion's + this"
+    )
+    promotion_max_class_f1_drop: float = Field(
+        default=0.10, ge=0.0, le=1.0, description="no class (with enough support) may lose more F1 than this"
+    )
+    # Per-class F1 over a handful of products moves by 0.1 with one error: only classes with enough
+    # evaluation products are held to the limit (all of them on the full data, few on the sample).
+    promotion_min_class_support: int = Field(
+        default=50, ge=1, description="classes with fewer evaluation products are not held to the drop limit"
+    )
+
+    # Retraining trigger.
+    retrain_min_new_reviews: int = Field(default=200, ge=1)
+    live_accuracy_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    live_accuracy_window: int = Field(default=200, ge=1)
+    live_accuracy_min_reviews: int = Field(default=50, ge=1)
+
+    # Training: a JSON file of prodtype.ml.train.TrainConfig fields (default: TrainConfig's defaults).
+    train_config_file: Path | None = None
+
+    # Serving follows the champion alias.
+    follow_champion: bool = True
+    champion_poll_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _eval_files_together(self) -> LoopSettings:
+        if (self.eval_x_path is None) != (self.eval_y_path is None):
+            raise ValueError(
+                "PRODTYPE_EVAL_X_PATH and PRODTYPE_EVAL_Y_PATH must be set together (or neither)"
+            )
+        return self
+
+    def train_config(self) -> dict[str, Any] | None:
+        if self.train_config_file is None:
+            return None
+        try:
+            data = json.loads(self.train_config_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"PRODTYPE_TRAIN_CONFIG_FILE {self.train_config_file}: cannot be read ({exc})"
+            ) from None
+        if not isinstance(data, dict):
+            raise ValueError(f"PRODTYPE_TRAIN_CONFIG_FILE {self.train_config_file}: expected a JSON object")
+        return data
+
+    def tracking_uri(self, settings: Settings) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{settings.mlflow_dir.resolve() / 'mlflow.db'}"
+
+    def embedded(self) -> bool:
+        return not self.mlflow_tracking_uri
 
 
 class Settings(BaseSettings):
@@ -29,6 +112,7 @@ class Settings(BaseSettings):
         default=None, description="Folder with the challenge files (X_train*.csv, Y_train*.csv, image_train/)"
     )
     image_cache_dir: Path | None = None
+    loop: LoopSettings = Field(default_factory=LoopSettings, description="The learning loop's settings")
 
     jwt_secret: SecretStr | None = None
     admin_password: SecretStr | None = None
@@ -108,7 +192,22 @@ class Settings(BaseSettings):
 
     @property
     def resolved_image_cache_dir(self) -> Path:
-        return self.image_cache_dir or (self.storage_dir / "cache" / "image-features")
+        return self.image_cache_dir or cache_dirs(self.storage_dir / "cache")[0]
+
+    @property
+    def text_cache_dir(self) -> Path:
+        """Beside the image features' cache, as ``prodtype train --cache-dir`` lays them out."""
+        return cache_dirs(self.resolved_image_cache_dir.parent)[1]
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """The embedded registry's folder (SQLite file and artifacts)."""
+        return self.storage_dir / "mlflow"
+
+    @property
+    def loop_dir(self) -> Path:
+        """Working folder of the loop: evaluation split, retrain jobs and runs (never under models/)."""
+        return self.storage_dir / "loop"
 
     def jwt_secret_value(self) -> str:
         """The signing secret; in development one is generated once and kept in the storage folder."""

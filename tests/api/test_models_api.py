@@ -13,9 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from prodtype.app import create_app
-from prodtype.config import Settings
+from prodtype.config import LoopSettings, Settings
 from prodtype.db.tables import AuditEvent
-from prodtype.loop.config import LoopSettings
 from prodtype.loop.registry import CHAMPION, Registry
 from prodtype.serving.model_holder import ModelHolder
 from service_support.databases import SqliteBackend
@@ -33,15 +32,19 @@ def backend(sqlite_backend: SqliteBackend) -> SqliteBackend:
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return settings.model_copy(update={"loop": LOOP})
+
+
+@pytest.fixture
 def registry(settings: Settings, mlflow_template: Path) -> Registry:  # noqa: F811
-    return registry_in(settings, LOOP, mlflow_template)
+    return registry_in(settings, mlflow_template)
 
 
 @pytest.fixture
 def app(settings: Settings, model_holder: ModelHolder, registry: Registry) -> FastAPI:
     # A holder of its own: the session's shared one must not be swapped by this app's follower.
     app = create_app(settings, model_holder=ModelHolder(model_holder.get()))
-    app.state.loop_settings = LOOP
     return app
 
 

@@ -499,8 +499,7 @@ def test_a_killed_retrain_leaves_registry_and_champion_unchanged(world: World) -
 
 @SQLITE
 def test_a_bundle_that_fails_its_checks_is_refused_and_the_old_model_keeps_serving(world: World) -> None:
-    from prodtype.config import Settings
-    from prodtype.loop.config import LoopSettings
+    from prodtype.config import LoopSettings, Settings
     from prodtype.loop.registry import CHAMPION, Registry
 
     models = world.models()
@@ -512,8 +511,11 @@ def test_a_bundle_that_fails_its_checks_is_refused_and_the_old_model_keeps_servi
     )
     victim_version = max(others)
     registry = Registry.from_settings(
-        Settings(_env_file=None, storage_dir=world.storage),  # type: ignore[call-arg]
-        LoopSettings(_env_file=None),  # type: ignore[call-arg]
+        Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            storage_dir=world.storage,
+            loop=LoopSettings(_env_file=None),  # type: ignore[call-arg]
+        )
     )
     bundle = registry.local_bundle(victim_version)
     victim = next(p for p in sorted(bundle.iterdir()) if p.suffix == ".npz")

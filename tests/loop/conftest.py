@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from prodtype.config import Settings
+from prodtype.config import LoopSettings, Settings
 from prodtype.db.engine import make_engine, make_sessionmaker
-from prodtype.loop.config import LoopSettings
 from prodtype.loop.registry import Registry
 from prodtype.loop.retrain import LoopContext
 from service_support.databases import Backend, postgres_backend, sqlite_backend  # noqa: F401 (fixtures)
@@ -26,7 +25,9 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 @pytest.fixture
-def settings(backend: Backend, tmp_path: Path, data_dir: Path) -> Iterator[Settings]:
+def settings(
+    backend: Backend, tmp_path: Path, data_dir: Path, loop_settings: LoopSettings
+) -> Iterator[Settings]:
     storage = tmp_path / "storage"
     url = backend.fresh(storage)
     yield Settings(
@@ -37,6 +38,7 @@ def settings(backend: Backend, tmp_path: Path, data_dir: Path) -> Iterator[Setti
         data_dir=data_dir,
         image_cache_dir=tmp_path / "cache",
         jwt_secret="test-secret-" + "x" * 40,  # type: ignore[arg-type]
+        loop=loop_settings,
     )
     backend.drop(url)
 
@@ -53,13 +55,13 @@ def loop_settings() -> LoopSettings:
 
 
 @pytest.fixture
-def registry(settings: Settings, loop_settings: LoopSettings, mlflow_template: Path) -> Registry:  # noqa: F811
-    return registry_in(settings, loop_settings, mlflow_template)
+def registry(settings: Settings, mlflow_template: Path) -> Registry:  # noqa: F811
+    return registry_in(settings, mlflow_template)
 
 
 @pytest.fixture
-def ctx(settings: Settings, loop_settings: LoopSettings, registry: Registry) -> LoopContext:
-    return LoopContext(settings, loop_settings, registry)
+def ctx(settings: Settings, registry: Registry) -> LoopContext:
+    return LoopContext(settings, registry)
 
 
 @pytest.fixture

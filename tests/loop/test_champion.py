@@ -6,8 +6,8 @@ import threading
 from pathlib import Path
 
 from loop.fakes import load_fake, write_bundle
+from prodtype.config import LoopSettings
 from prodtype.loop.champion import ChampionFollower, RegisteredPredictor, smoke_check
-from prodtype.loop.config import LoopSettings
 from prodtype.loop.registry import Registry
 from prodtype.serving.model_holder import ModelHolder
 from service_support.waiting import until

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from loop.fakes import FakeTrainer, fake_score, load_fake, write_bundle
+from prodtype.config import LoopSettings
 from prodtype.loop import model_versions, retrain
 from prodtype.loop.champion import ChampionFollower
-from prodtype.loop.config import LoopSettings
 from prodtype.loop.ledger import PromotionLedger
 from prodtype.loop.registry import CHAMPION, HISTORY_TAG, Registry
 from prodtype.loop.retrain import LoopContext

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 from loop.records import review, submit
 from prodtype.cli import loop as cli_loop
 from prodtype.config import Settings, get_settings
-from prodtype.loop.config import get_loop_settings
 from prodtype.loop.registry import Registry
 from service_support.databases import both_databases
 
@@ -26,7 +25,6 @@ def run(settings: Settings, registry: Registry, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("PRODTYPE_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("PRODTYPE_RETRAIN_MIN_NEW_REVIEWS", "2")
     get_settings.cache_clear()
-    get_loop_settings.cache_clear()
     app = typer.Typer()
     cli_loop.register(app)
     runner = CliRunner()
@@ -37,7 +35,6 @@ def run(settings: Settings, registry: Registry, monkeypatch: pytest.MonkeyPatch)
 
     yield invoke
     get_settings.cache_clear()
-    get_loop_settings.cache_clear()
 
 
 @both_databases

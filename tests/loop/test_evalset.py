@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from prodtype.config import LoopSettings
 from prodtype.data.challenge import load_dataset
-from prodtype.loop.config import LoopSettings
 from prodtype.loop.evalset import SPLIT_FILE, load_or_make_split, stratified_eval_index
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from prodtype.loop.config import LoopSettings
+from prodtype.config import LoopSettings
 from prodtype.loop.promotion import decide
 
 

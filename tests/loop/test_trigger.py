@@ -8,7 +8,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from loop.records import review, submit
-from prodtype.loop.config import LoopSettings
+from prodtype.config import LoopSettings
 from prodtype.loop.feedback import export_feedback
 from prodtype.loop.trigger import trigger_status
 from prodtype.serving.storage import ImageStore

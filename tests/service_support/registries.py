@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from prodtype.config import Settings
-from prodtype.loop.config import LoopSettings
 from prodtype.loop.registry import Registry
 
 
@@ -21,9 +20,9 @@ def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder / "mlflow.db"
 
 
-def registry_in(settings: Settings, loop: LoopSettings, template: Path) -> Registry:
+def registry_in(settings: Settings, template: Path) -> Registry:
     """The embedded registry of ``settings``' storage folder, starting as a copy of the empty template."""
     target = settings.storage_dir / "mlflow" / "mlflow.db"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, target)
-    return Registry.from_settings(settings, loop)
+    return Registry.from_settings(settings)

@@ -11,7 +11,7 @@ from prodtype.loop.registry import Registry
 def registry_of(request: Request) -> Registry:
     registry: Registry | None = getattr(request.app.state, "registry", None)
     if registry is None:
-        registry = Registry.from_settings(request.app.state.settings, request.app.state.loop_settings)
+        registry = Registry.from_settings(request.app.state.settings)
         request.app.state.registry = registry
     return registry
 

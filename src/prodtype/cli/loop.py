@@ -189,7 +189,7 @@ def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
 
     with _errors():
         ctx = _ctx()
-        listing = model_versions.list_models(Registry.from_settings(ctx.settings, ctx.loop))
+        listing = model_versions.list_models(Registry.from_settings(ctx.settings))
     if as_json:
         _print_json(listing)
         return
@@ -225,7 +225,7 @@ def models_promote(
         ctx = _ctx()
         codes = load_catalog(ctx.settings.categories_file).codes
         info = model_versions.promote(
-            Registry.from_settings(ctx.settings, ctx.loop),
+            Registry.from_settings(ctx.settings),
             version,
             actor="cli",
             reason=reason,
@@ -249,7 +249,7 @@ def models_rollback(
         ctx = _ctx()
         codes = load_catalog(ctx.settings.categories_file).codes
         info = model_versions.rollback(
-            Registry.from_settings(ctx.settings, ctx.loop),
+            Registry.from_settings(ctx.settings),
             actor="cli",
             reason=reason,
             check=lambda p: load_checked(p, codes),

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from prodtype.catalog import CatalogError, load_catalog
-from prodtype.config import get_settings
+from prodtype.config import cache_dirs, get_settings
 from prodtype.data.challenge import DataError, load_dataset
 from prodtype.ml.bundle import BundleError
 from prodtype.ml.image import ImageError
@@ -55,8 +55,7 @@ def user_errors() -> Iterator[None]:
 
 
 def _cache_dirs(cache_dir: Path | None) -> tuple[Path, Path]:
-    root = cache_dir or (get_settings().storage_dir / "cache")
-    return root / "image-features", root / "text-embeddings"
+    return cache_dirs(cache_dir or (get_settings().storage_dir / "cache"))
 
 
 def train(

@@ -118,7 +118,7 @@ def train_default_model(settings: Settings) -> Path:
         dataset,
         out_dir,
         image_cache_dir=settings.resolved_image_cache_dir,
-        text_cache_dir=settings.storage_dir / "cache" / "text-embeddings",
+        text_cache_dir=settings.text_cache_dir,
     )
     return out_dir
 

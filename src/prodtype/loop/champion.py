@@ -19,7 +19,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from prodtype.loop.config import LoopSettings
+from prodtype.config import LoopSettings
 from prodtype.loop.ledger import RecordedChampion, manifest_digest
 from prodtype.loop.registry import CHAMPION, Registry
 from prodtype.ml.predictor import Prediction, Predictor, ProductInput

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prodtype.config import LoopSettings
 from prodtype.data.challenge import Dataset, load_dataset
-from prodtype.loop.config import LoopSettings
 
 log = logging.getLogger(__name__)
 

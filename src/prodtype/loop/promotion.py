@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from prodtype.loop.config import LoopSettings
+from prodtype.config import LoopSettings
 
 
 @dataclass(frozen=True)

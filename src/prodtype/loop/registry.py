@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from prodtype.config import Settings
-from prodtype.loop.config import LoopSettings, mlflow_dir
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +106,9 @@ class Registry:
         self._client: Any = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, loop: LoopSettings | None = None) -> Registry:
-        loop = loop or LoopSettings()
-        root = mlflow_dir(settings)
+    def from_settings(cls, settings: Settings) -> Registry:
+        loop = settings.loop
+        root = settings.mlflow_dir
         embedded = loop.embedded()
         return cls(
             loop.tracking_uri(settings),

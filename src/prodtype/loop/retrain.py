@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 
 import prodtype
-from prodtype.config import Settings, get_settings
+from prodtype.config import LoopSettings, Settings, get_settings
 from prodtype.data.challenge import DataError, Dataset, find_challenge_files, load_dataset
-from prodtype.loop.config import LoopSettings, get_loop_settings, loop_dir
 from prodtype.loop.evalset import EvalSplit, load_or_make_split
 from prodtype.loop.feedback import combine, export_feedback, load_feedback
 from prodtype.loop.ledger import PromotionLedger
@@ -47,7 +46,6 @@ class LoopContext:
     """What the steps work with: settings, the registry, the database and the image store."""
 
     settings: Settings
-    loop: LoopSettings
     registry: Registry
     train_config: Any = None
     # Replaceable for tests of the orchestration: (dataset, out_dir, progress) -> bundle folder, and
@@ -57,14 +55,17 @@ class LoopContext:
     _sessions: Any = field(default=None, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings | None = None, loop: LoopSettings | None = None) -> LoopContext:
+    def from_settings(cls, settings: Settings | None = None) -> LoopContext:
         settings = settings or get_settings()
-        loop = loop or get_loop_settings()
-        return cls(settings, loop, Registry.from_settings(settings, loop), train_config=loop.train_config())
+        return cls(settings, Registry.from_settings(settings), train_config=settings.loop.train_config())
+
+    @property
+    def loop(self) -> LoopSettings:
+        return self.settings.loop
 
     @property
     def work_dir(self) -> Path:
-        return loop_dir(self.settings)
+        return self.settings.loop_dir
 
     def sessions(self) -> Any:
         """A session factory on the service's database (migrated to the latest schema once)."""
@@ -217,8 +218,7 @@ def _train_default(ctx: LoopContext) -> Callable[[Dataset, Path, bool], Path]:
     config = TrainConfig(**ctx.train_config) if isinstance(ctx.train_config, dict) else ctx.train_config
 
     def run(data: Dataset, out_dir: Path, progress: bool) -> Path:
-        images = ctx.settings.resolved_image_cache_dir
-        texts = images.parent / "text-embeddings"  # beside it, as `prodtype train` lays them out
+        images, texts = ctx.settings.resolved_image_cache_dir, ctx.settings.text_cache_dir
         return Path(
             train_model(
                 data, out_dir, config, image_cache_dir=images, text_cache_dir=texts, progress=progress

@@ -30,7 +30,6 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from prodtype.config import Settings
-from prodtype.loop.config import loop_dir
 from prodtype.serving.errors import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -39,11 +38,11 @@ LOCK_FD_ENV = "PRODTYPE_RETRAIN_LOCK_FD"
 
 
 def lock_path(settings: Settings) -> Path:
-    return loop_dir(settings) / "retrain.lock"
+    return settings.loop_dir / "retrain.lock"
 
 
 def jobs_dir(settings: Settings) -> Path:
-    return loop_dir(settings) / "jobs"
+    return settings.loop_dir / "jobs"
 
 
 def _try_lock(path: Path) -> int | None:
@@ -145,6 +144,9 @@ def settings_env(*objects: BaseSettings) -> dict[str, str]:
             value = getattr(obj, name)
             if value is None:
                 continue
+            if isinstance(value, BaseSettings):  # nested (Settings.loop): the same variables
+                env.update(settings_env(value))
+                continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
             env[f"PRODTYPE_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
@@ -156,7 +158,6 @@ def start_job(
     requested_by: str | None,
     *,
     force: bool = True,
-    loop: BaseSettings | None = None,
     extra_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Start a retrain in a child process and return its job record; ConflictError while one runs."""
@@ -184,7 +185,7 @@ def start_job(
             cmd.append("--force")
         cmd += extra_args or []
         # The child reads its settings from the environment: pass the ones this process runs with.
-        env = {**os.environ, **settings_env(settings, *([loop] if loop else [])), LOCK_FD_ENV: str(fd)}
+        env = {**os.environ, **settings_env(settings), LOCK_FD_ENV: str(fd)}
         with log_path.open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module, fixed arguments)
                 cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(fd,), env=env, start_new_session=True

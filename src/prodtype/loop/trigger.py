@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from prodtype.config import LoopSettings
 from prodtype.db.tables import Prediction, Status
-from prodtype.loop.config import LoopSettings
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,7 @@ def start_retrain(
 ) -> RetrainJobPublic:
     """Start a retrain in the background (one at a time: 409 while one runs); poll GET /retrain/{job_id}."""
     force = body.force if body else True
-    job = retrain_jobs.start_job(
-        request.app.state.settings, admin.username, force=force, loop=request.app.state.loop_settings
-    )
+    job = retrain_jobs.start_job(request.app.state.settings, admin.username, force=force)
     audit.record(session, "retrain.started", "retrain", job["id"], admin, {"force": force})
     session.commit()
     return RetrainJobPublic(**job)
@@ -44,7 +42,7 @@ def start_retrain(
 def retrain_status(request: Request, session: SessionDep, _admin: AdminUser) -> RetrainStatusPublic:
     """The trigger's figures: new reviewed products since the last training, live accuracy, thresholds."""
     settings = request.app.state.settings
-    ctx = LoopContext(settings, request.app.state.loop_settings, registry_of(request))
+    ctx = LoopContext(settings, registry_of(request))
     status = trigger_status(session, ctx.loop, watermark(ctx))
     running = retrain_jobs.retrain_running(settings)
     return RetrainStatusPublic(**{k: v for k, v in status.to_dict().items() if k != "extra"}, running=running)
