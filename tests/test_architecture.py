@@ -15,6 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "prodtype"
 
 # part -> the parts it must never import
 FORBIDDEN: dict[str, set[str]] = {
+    "files": {"config", "catalog", "data", "ml", "db", "serving", "loop", "api", "web", "cli", "app"},
     "config": {"catalog", "data", "ml", "db", "serving", "loop", "api", "web", "cli", "app"},
     "catalog": {"data", "ml", "db", "serving", "loop", "api", "web", "cli", "app"},
     "data": {"ml", "db", "serving", "loop", "api", "web", "cli", "app"},
@@ -77,6 +78,19 @@ def test_the_parts_are_where_the_rules_expect_them() -> None:
     """A rule about a part that does not exist would pass for nothing."""
     parts = {p.name.removesuffix(".py") for p in SRC.iterdir() if p.suffix == ".py" or p.is_dir()}
     assert set(FORBIDDEN) | {"app"} <= parts
+
+
+def test_the_dag_runs_the_steps_of_the_loops_table() -> None:
+    """The Airflow DAG (run in its own virtualenv, so it cannot import prodtype) has one task per step of
+    prodtype.loop.retrain.RUN_STEPS, in the same order."""
+    import re
+
+    from prodtype.loop.retrain import STEPS
+
+    dag = (SRC.parents[1] / "dags" / "prodtype_retrain.py").read_text()
+    named = re.findall(r"retrain --step ([a-z]+)|_step\(\"([a-z]+)\"", dag)
+    in_dag = list(dict.fromkeys(a or b for a, b in named))
+    assert in_dag == list(STEPS)
 
 
 @pytest.mark.parametrize(

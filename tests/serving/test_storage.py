@@ -53,7 +53,7 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pyte
     def fail(*_args: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("prodtype.serving.storage.os.replace", fail)
+    monkeypatch.setattr("prodtype.files.os.replace", fail)  # the one atomic write
     with pytest.raises(OSError, match="disk full"):
         store.put(images.photo())
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

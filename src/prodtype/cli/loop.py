@@ -10,8 +10,7 @@ import enum
 import json
 import logging
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,19 +18,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from prodtype.cli.errors import exit_on
+from prodtype.loop.registry import RegistryError
+from prodtype.loop.retrain import STEPS
 from prodtype.serving.errors import ServiceError
 
 err = Console(stderr=True)
 out = Console()
 
 
-class Step(enum.StrEnum):
-    check = "check"
-    export = "export"
-    train = "train"
-    evaluate = "evaluate"
-    register = "register"
-    promote = "promote"
+# One option value per retrain step, from the loop's table (prodtype.loop.retrain.RUN_STEPS).
+Step = enum.StrEnum("Step", {name: name for name in STEPS})  # type: ignore[misc]
 
 
 def _print_json(data: Any) -> None:
@@ -39,15 +36,8 @@ def _print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    from prodtype.loop.registry import RegistryError
-
-    try:
-        yield
-    except (ServiceError, RegistryError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+def _errors() -> AbstractContextManager[None]:
+    return exit_on((ServiceError, RegistryError), 1)
 
 
 def _ctx() -> Any:
@@ -119,7 +109,7 @@ def retrain_cmd(
                     )
                 )
             return
-        if step is Step.check:
+        if step == "check":
             status = retrain.check(ctx)
             _print_json(status.to_dict())
             if not (status.should_retrain or force):
@@ -131,21 +121,7 @@ def retrain_cmd(
             raise typer.Exit(2)
         run_dir = retrain.new_run_dir(ctx, run_name)
         with retrain_jobs.retrain_lock(ctx.settings, f"retrain step {step.value}"):
-            result: Any
-            if step is Step.export:
-                result = retrain.export(ctx, run_dir)
-            elif step is Step.train:
-                result = {
-                    "bundle": str(
-                        retrain.train(ctx, run_dir, shuffle_labels=shuffle_labels, progress=not quiet)
-                    )
-                }
-            elif step is Step.evaluate:
-                result = retrain.evaluate(ctx, run_dir).to_dict()
-            elif step is Step.register:
-                result = retrain.register(ctx, run_dir).to_dict()
-            else:
-                result = retrain.promote(ctx, run_dir)
+            result = retrain.RUN_STEPS[step.value](ctx, run_dir, shuffle_labels, not quiet)
         _print_json(result)
 
 

@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from prodtype.catalog import CatalogError, load_catalog
+from prodtype.cli.errors import exit_on
 from prodtype.config import cache_dirs, get_settings
 from prodtype.data.challenge import DataError, load_dataset
 from prodtype.ml.bundle import BundleError
@@ -38,20 +37,9 @@ CacheOpt = Annotated[
 ]
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Errors a user can act on: one red line naming what was wrong, exit status 2, no traceback.
-
-    The message is escaped (a path or value like ``[Jeu PC]`` is not rich markup) and never wrapped.
-    """
-    try:
-        yield
-    except (DataError, BundleError, ImageError, CatalogError, FileNotFoundError) as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+def user_errors() -> AbstractContextManager[None]:
+    """Bad files, bundles, images and values: one red line naming what was wrong, exit status 2."""
+    return exit_on((DataError, BundleError, ImageError, CatalogError, FileNotFoundError, ValueError), 2)
 
 
 def _cache_dirs(cache_dir: Path | None) -> tuple[Path, Path]:

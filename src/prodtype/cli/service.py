@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from prodtype.cli.errors import exit_on
 from prodtype.config import Settings, get_settings
 from prodtype.db import migrate
 from prodtype.db.engine import describe_url, make_engine, make_sessionmaker, session_scope
@@ -57,13 +58,8 @@ def _database(settings: Settings) -> Iterator[Session]:
         engine.dispose()
 
 
-@contextmanager
-def _service_errors() -> Iterator[None]:
-    try:
-        yield
-    except ServiceError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+def _service_errors() -> AbstractContextManager[None]:
+    return exit_on((ServiceError,), 1)
 
 
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:

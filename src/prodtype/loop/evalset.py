@@ -19,6 +19,7 @@ import pandas as pd
 
 from prodtype.config import LoopSettings
 from prodtype.data.challenge import Dataset, load_dataset
+from prodtype.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,7 @@ def load_or_make_split(base: Dataset, loop: LoopSettings, loop_dir: Path) -> Eva
             "fingerprint": _fingerprint(base.fingerprint, loop.eval_fraction, loop.eval_seed, index),
             "index": index,
         }
-        loop_dir.mkdir(parents=True, exist_ok=True)
-        tmp = record_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record))
-        tmp.replace(record_path)
+        atomic_write_text(record_path, json.dumps(record))
         log.info(
             "evaluation set: %d of %d base products (recorded in %s)", len(index), len(base), record_path
         )

@@ -12,7 +12,6 @@ promotion from the API and one from a retrain never interleave.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from prodtype.config import Settings
+from prodtype.files import locked
 
 log = logging.getLogger(__name__)
 
@@ -148,13 +148,8 @@ class Registry:
         if self.lock_path is None:
             yield
             return
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.lock_path.open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with locked(self.lock_path):
+            yield
 
     def _experiment_id(self) -> str:
         exp = self.client.get_experiment_by_name(EXPERIMENT)

@@ -25,6 +25,7 @@ import numpy as np
 import prodtype
 from prodtype.config import LoopSettings, Settings, get_settings
 from prodtype.data.challenge import DataError, Dataset, find_challenge_files, load_dataset
+from prodtype.files import atomic_write_text
 from prodtype.loop.evalset import EvalSplit, load_or_make_split
 from prodtype.loop.feedback import combine, export_feedback, load_feedback
 from prodtype.loop.ledger import PromotionLedger
@@ -36,7 +37,6 @@ from prodtype.serving.storage import ImageStore
 
 log = logging.getLogger(__name__)
 
-STEPS = ("check", "export", "train", "evaluate", "register", "promote")
 STATE = "state.json"
 WATERMARK_TAG = "feedback_reviewed_until"
 
@@ -103,9 +103,7 @@ def read_state(run_dir: Path) -> dict[str, Any]:
 def write_state(run_dir: Path, **updates: Any) -> dict[str, Any]:
     state = read_state(run_dir)
     state.update(updates)
-    tmp = Path(run_dir) / (STATE + ".tmp")
-    tmp.write_text(json.dumps(state, indent=2, default=str))
-    tmp.replace(Path(run_dir) / STATE)
+    atomic_write_text(Path(run_dir) / STATE, json.dumps(state, indent=2, default=str))
     return state
 
 
@@ -385,6 +383,22 @@ def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> dict[s
     return outcome
 
 
+# The steps after the trigger's check, in order: the one table that `prodtype retrain --step NAME`, the API's
+# retrain job (through run_all) and the Airflow DAG (one task per name) follow. Each takes the context, the
+# run folder, shuffle_labels and progress, and returns what the command prints as JSON.
+RunStep = Callable[[LoopContext, Path, bool, bool], Any]
+RUN_STEPS: dict[str, RunStep] = {
+    "export": lambda ctx, run_dir, _shuffle, _progress: export(ctx, run_dir),
+    "train": lambda ctx, run_dir, shuffle, progress: {
+        "bundle": str(train(ctx, run_dir, shuffle_labels=shuffle, progress=progress))
+    },
+    "evaluate": lambda ctx, run_dir, _shuffle, _progress: evaluate(ctx, run_dir).to_dict(),
+    "register": lambda ctx, run_dir, _shuffle, _progress: register(ctx, run_dir).to_dict(),
+    "promote": lambda ctx, run_dir, _shuffle, _progress: promote(ctx, run_dir),
+}
+STEPS = ("check", *RUN_STEPS)
+
+
 def run_all(
     ctx: LoopContext,
     *,
@@ -400,19 +414,10 @@ def run_all(
         return {"retrained": False, "reason": "the trigger did not fire", "trigger": status.to_dict()}
     run_dir = run_dir or new_run_dir(ctx)
     write_state(run_dir, trigger=status.reasons or ["forced"], started_at=datetime.now(UTC).isoformat())
-    for step in ("export", "train", "evaluate", "register", "promote"):
+    for step, run_step in RUN_STEPS.items():
         if on_step is not None:
             on_step(step)
-        if step == "export":
-            export(ctx, run_dir)
-        elif step == "train":
-            train(ctx, run_dir, shuffle_labels=shuffle_labels, progress=progress)
-        elif step == "evaluate":
-            evaluate(ctx, run_dir)
-        elif step == "register":
-            register(ctx, run_dir)
-        else:
-            promote(ctx, run_dir)
+        run_step(ctx, run_dir, shuffle_labels, progress)
     state = read_state(run_dir)
     return {
         "retrained": True,

@@ -12,7 +12,6 @@ the step reached, the outcome, and the log file of the child process.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
 from prodtype.config import Settings
+from prodtype.files import atomic_write_text, try_lock
 from prodtype.serving.errors import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,6 @@ def jobs_dir(settings: Settings) -> Path:
     return settings.loop_dir / "jobs"
 
 
-def _try_lock(path: Path) -> int | None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 def _holder(settings: Settings) -> str:
     try:
         return lock_path(settings).read_text().strip() or "another process"
@@ -64,7 +53,7 @@ def _holder(settings: Settings) -> str:
 
 
 def retrain_running(settings: Settings) -> bool:
-    fd = _try_lock(lock_path(settings))
+    fd = try_lock(lock_path(settings))
     if fd is None:
         return True
     os.close(fd)
@@ -77,7 +66,7 @@ def retrain_lock(settings: Settings, what: str = "retrain") -> Iterator[None]:
     if os.environ.get(LOCK_FD_ENV):
         yield  # the parent took it for us and it lives as long as this process
         return
-    fd = _try_lock(lock_path(settings))
+    fd = try_lock(lock_path(settings))
     if fd is None:
         raise ConflictError(f"a retrain is already running ({_holder(settings)}); wait for it to finish")
     try:
@@ -93,9 +82,7 @@ def _now() -> str:
 
 
 def _write(path: Path, record: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(record, indent=2, default=str))
 
 
 def job_file(settings: Settings, job_id: str) -> Path:
@@ -161,7 +148,7 @@ def start_job(
     extra_args: list[str] | None = None,
 ) -> dict[str, Any]:
     """Start a retrain in a child process and return its job record; ConflictError while one runs."""
-    fd = _try_lock(lock_path(settings))
+    fd = try_lock(lock_path(settings))
     if fd is None:
         raise ConflictError(f"a retrain is already running ({_holder(settings)}); wait for it to finish")
     job_id = datetime.now(UTC).strftime("%Y%m%d%H%M%S") + secrets.token_hex(4)

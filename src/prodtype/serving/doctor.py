@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from prodtype.db import migrate
 from prodtype.db.engine import describe_url
 from prodtype.db.tables import Prediction
+from prodtype.files import TMP_PREFIX
 from prodtype.serving.storage import ImageStore
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
@@ -105,7 +106,7 @@ def _scan(store: ImageStore) -> tuple[set[str], list[str]]:
         return files, temporary
     for folder in sorted(p for p in store.root.iterdir() if p.is_dir()):
         for path in folder.iterdir():
-            if path.name.startswith(".tmp-"):
+            if path.name.startswith(TMP_PREFIX):
                 temporary.append(f"{folder.name}/{path.name}")
             elif _DIGEST.fullmatch(path.name) and path.is_file():
                 files.add(path.name)

@@ -7,14 +7,13 @@ new record is about to reference cannot vanish between the reference check and t
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from prodtype.files import atomic_write_bytes, locked
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -70,30 +69,14 @@ class ImageStore:
         target = self.path_for(digest)
         if target.is_file():
             return digest, False
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        atomic_write_bytes(target, data)
         return digest, True
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """An exclusive lock shared by the threads and processes using this folder."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with (self.root / ".lock").open("a") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        with locked(self.root / ".lock"):
+            yield
 
     def discard(self, digest: str) -> None:
         """Remove a file that nothing references (the caller holds :meth:`lock` and knows it)."""
@@ -109,11 +92,3 @@ class ImageStore:
                 return False
             path.unlink()
             return True
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
