@@ -76,6 +76,47 @@ class Row:
         return [v for seed in sorted(self.wf1) for v in self.wf1[seed]]
 
 
+def error_analysis(y: np.ndarray, pred: np.ndarray, config: str, seed: int, data: Path) -> list[str]:
+    """The 10 class pairs confused most often and the 6 weakest classes, from out-of-fold predictions."""
+    import pandas as pd
+
+    names: dict[int, str] = {}
+    categories = data / "categories.csv"
+    if categories.exists():
+        frame = pd.read_csv(categories)
+        names = {int(c): str(n) for c, n in zip(frame.iloc[:, 0], frame.iloc[:, 1], strict=True)}
+    wrong = y != pred
+    directed: dict[tuple[int, int], int] = {}
+    for a, b in zip(y[wrong].tolist(), pred[wrong].tolist(), strict=True):
+        directed[(a, b)] = directed.get((a, b), 0) + 1
+    pairs: dict[tuple[int, int], int] = {}
+    for (a, b), count in directed.items():
+        key = (min(a, b), max(a, b))
+        pairs[key] = pairs.get(key, 0) + count
+    out = [
+        f"Error analysis ({config}, fused, out-of-fold on fold seed {seed}): {int(wrong.sum())} of {len(y)} "
+        "products wrong. The 10 most confused pairs (a→b / b→a counts):",
+        "",
+        "| pair | errors | a→b / b→a |",
+        "|---|---|---|",
+    ]
+
+    def label(c: int) -> str:
+        return f"{c} {names.get(c, '')}".strip()
+
+    for (a, b), count in sorted(pairs.items(), key=lambda kv: -kv[1])[:10]:
+        out.append(
+            f"| {label(a)} ↔ {label(b)} | {count} | {directed.get((a, b), 0)} / {directed.get((b, a), 0)} |"
+        )
+    classes = np.unique(y)
+    f1 = f1_score(y, pred, labels=classes, average=None, zero_division=0)
+    worst = ", ".join(
+        f"{label(int(classes[i]))} {f1[i]:.2f} ({int((y == classes[i]).sum())} products)"
+        for i in np.argsort(f1)[:6]
+    )
+    return [*out, "", f"Weakest classes (F1): {worst}."]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -114,6 +155,8 @@ def main() -> None:
         rows[f"{name}:image"] = Row(f"{name}: image branch alone (rows with a photo)")
         rows[f"{name}:fused"] = Row(f"{name}: fused model (text + photo)")
 
+    first_config = next(iter(configs), None)
+    oof_pred = np.zeros(len(y), dtype=np.int64)  # the first configuration's fused predictions, first seed
     for seed in args.seeds:
         skf = StratifiedKFold(n_splits=args.folds, shuffle=True, random_state=seed)
         for fold, (tr, te) in enumerate(skf.split(np.zeros(len(y)), y), start=1):
@@ -151,7 +194,10 @@ def main() -> None:
                     seed, yt, classes[model.fuse(b, np.zeros(len(te), bool)).argmax(1)], secs
                 )
                 rows[f"{name}:image"].add(seed, yt[has_img], classes[b.image_logp[has_img].argmax(1)], secs)
-                rows[f"{name}:fused"].add(seed, yt, classes[model.fuse(b, has_img).argmax(1)], secs)
+                fused_pred = classes[model.fuse(b, has_img).argmax(1)]
+                rows[f"{name}:fused"].add(seed, yt, fused_pred, secs)
+                if name == first_config and seed == args.seeds[0]:
+                    oof_pred[te] = fused_pred
                 line += f"  {name} {rows[f'{name}:fused'].wf1[seed][-1]:.4f} ({secs:.0f}s)"
             print(line, flush=True)
 
@@ -201,6 +247,8 @@ def main() -> None:
             f"Full training on the sample: cold caches {timings['cold']:.0f} s, "
             f"warm {timings['warm']:.0f} s.",
         ]
+    if first_config is not None:
+        lines += ["", *error_analysis(y, oof_pred, first_config, args.seeds[0], args.data)]
     text = "\n".join(lines)
     print("\n" + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
