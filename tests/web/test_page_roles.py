@@ -52,6 +52,7 @@ def reviewers(status: int) -> dict[str, int]:
 PAGE_RULES: dict[tuple[str, str], tuple[dict[str, int], Body]] = {
     ("GET", "/"): (signed_in(303), _no_body),
     ("GET", "/login"): (signed_in(200, 200), _no_body),
+    ("GET", "/language"): (signed_in(303, 303), _no_body),
     ("POST", "/login"): (signed_in(303, 401), _login),
     ("POST", "/logout"): (signed_in(303, 303), _form()),
     ("GET", "/predict"): (signed_in(200), _no_body),
@@ -128,6 +129,7 @@ NOT_FOUND_PAGE = [404] * 7 + [303]
 PAGE_GARBAGE_STATUS: dict[tuple[str, str], tuple[list[int], list[int] | None]] = {
     ("GET", "/"): ([303] * 8, None),
     ("GET", "/login"): ([200] * 8, None),
+    ("GET", "/language"): ([303] * 8, None),
     ("GET", "/predict"): (SIGNED_IN_PAGE, None),
     ("GET", "/predictions"): (SIGNED_IN_PAGE, None),
     ("GET", "/review"): (SIGNED_IN_PAGE, None),
