@@ -32,6 +32,7 @@ from prodtype.serving.errors import (
 from prodtype.serving.predictions import PredictionFilter, PredictionView
 from prodtype.serving.reviews import Decision
 from prodtype.serving.uploads import Paging, ascii_number, image_response, page_number, read_upload
+from prodtype.web import admin, monitoring
 from prodtype.web.deps import LoginRequiredError, PageForbiddenError, PageReviewer, PageUser
 from prodtype.web.i18n import LANG_COOKIE, LANGUAGES, Translate, language, translator
 from prodtype.web.render import STATIC_DIR, is_reviewer, redirect, render
@@ -402,3 +403,5 @@ def install_web(app: FastAPI) -> None:
     app.add_exception_handler(LoginRequiredError, _login_required)
     app.add_exception_handler(PageForbiddenError, _forbidden)
     app.include_router(router)
+    app.include_router(admin.router)
+    app.include_router(monitoring.router)
