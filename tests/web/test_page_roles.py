@@ -7,6 +7,7 @@ tests/api/test_roles.py). Pages answer strangers with a redirect to the login pa
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 
+from prodtype.loop.retrain_jobs import retrain_lock
 from prodtype.web.session import NONCE_COOKIE, SESSION_COOKIE
 from service_support.databases import PASSWORD, SqliteBackend
 from service_support.images import photo
@@ -49,9 +51,18 @@ def reviewers(status: int) -> dict[str, int]:
     return {"anonymous": 303, "customer": 403, "reviewer": status, "admin": status}
 
 
+def admins(status: int) -> dict[str, int]:
+    return {"anonymous": 303, "customer": 403, "reviewer": 403, "admin": status}
+
+
+# Ids in the admin pages' paths: an existing account; a version and a job that do not exist (404).
+PATH_VALUES = {"{username}": "carl", "{version}": "1", "{job_id}": "20261202000000deadbeef"}
+
+
 PAGE_RULES: dict[tuple[str, str], tuple[dict[str, int], Body]] = {
     ("GET", "/"): (signed_in(303), _no_body),
     ("GET", "/login"): (signed_in(200, 200), _no_body),
+    ("GET", "/language"): (signed_in(303, 303), _no_body),
     ("POST", "/login"): (signed_in(303, 401), _login),
     ("POST", "/logout"): (signed_in(303, 303), _form()),
     ("GET", "/predict"): (signed_in(200), _no_body),
@@ -61,6 +72,20 @@ PAGE_RULES: dict[tuple[str, str], tuple[dict[str, int], Body]] = {
     ("GET", "/predictions/{prediction_id}/image"): (signed_in(200, 401), _no_body),
     ("GET", "/review"): (reviewers(200), _no_body),
     ("POST", "/review/{prediction_id}"): (reviewers(303), _form(action="accept")),
+    ("GET", "/monitoring"): (reviewers(200), _no_body),
+    ("GET", "/accounts"): (admins(200), _no_body),
+    ("POST", "/accounts"): (
+        admins(303),
+        _form(username="newcomer", password="a long password", role="customer"),
+    ),
+    ("POST", "/accounts/{username}"): (admins(200), _form(action="enable")),
+    ("GET", "/models"): (admins(200), _no_body),
+    ("POST", "/models/{version}/promote"): (admins(404), _form(reason="better")),
+    ("POST", "/models/rollback"): (admins(409), _form(reason="worse")),
+    ("GET", "/retrain"): (admins(200), _no_body),
+    # run while the test holds the retrain lock: the admin's retrain is refused as already running
+    ("POST", "/retrain"): (admins(409), _form()),
+    ("GET", "/retrain/jobs/{job_id}"): (admins(404), _no_body),
 }
 
 
@@ -95,11 +120,14 @@ def test_page_by_role(page: tuple[str, str], app: FastAPI) -> None:
         if role in ACCOUNT:
             log_in(browser, ACCOUNT[role])
         url = path
+        for name, value in PATH_VALUES.items():
+            url = url.replace(name, value)
         if "{prediction_id}" in path:  # a fresh prediction of the customer's for each call
             location = submit(customer, "Verre à vin", image=photo(2))[1]
             url = path.replace("{prediction_id}", location.rsplit("/", 1)[1])
         token = csrf_of(browser.get("/login"))
-        response = browser.request(method, url, **body(role, token))
+        with retrain_lock(app.state.settings, "test") if path == "/retrain" else nullcontext():
+            response = browser.request(method, url, **body(role, token))
         got[role] = response.status_code
         assert_security_headers(response, (method, url, role))
     assert got == expect
@@ -121,6 +149,7 @@ PAGE_GARBAGE: list[dict[str, Any]] = [
 ]
 SIGNED_IN_PAGE = [200] * 7 + [303]  # the garbage is ignored; a garbage session cookie is no session
 NOT_FOUND_PAGE = [404] * 7 + [303]
+ADMIN_FORM = [403, 403, 422, 422, 422, 400, 403, 303]
 # What each page answers, as the admin, to each garbage above, for an existing prediction id, and (for
 # pages with an id) for ids that cannot exist: "abc", one beyond the database's integers, 5000 digits.
 # 403: the form has no valid CSRF token; 400: the body cannot be parsed; 422: a field is wrong (a title of
@@ -128,6 +157,7 @@ NOT_FOUND_PAGE = [404] * 7 + [303]
 PAGE_GARBAGE_STATUS: dict[tuple[str, str], tuple[list[int], list[int] | None]] = {
     ("GET", "/"): ([303] * 8, None),
     ("GET", "/login"): ([200] * 8, None),
+    ("GET", "/language"): ([303] * 8, None),
     ("GET", "/predict"): (SIGNED_IN_PAGE, None),
     ("GET", "/predictions"): (SIGNED_IN_PAGE, None),
     ("GET", "/review"): (SIGNED_IN_PAGE, None),
@@ -140,6 +170,18 @@ PAGE_GARBAGE_STATUS: dict[tuple[str, str], tuple[list[int], list[int] | None]] =
         [403, 403, 422, 422, 422, 400, 403, 303],
         [403, 403, 404, 404, 404, 400, 403, 303],
     ),
+    ("GET", "/monitoring"): (SIGNED_IN_PAGE, None),
+    ("GET", "/accounts"): (SIGNED_IN_PAGE, None),
+    ("GET", "/models"): (SIGNED_IN_PAGE, None),
+    ("GET", "/retrain"): (SIGNED_IN_PAGE, None),
+    ("GET", "/retrain/jobs/{job_id}"): (NOT_FOUND_PAGE, None),
+    # the admin's forms: 422 for a missing or wrong field (a form without a reason included); a retrain
+    # (no field to get wrong) is refused as already running: the test holds the lock
+    ("POST", "/accounts"): (ADMIN_FORM, None),
+    ("POST", "/accounts/{username}"): (ADMIN_FORM, None),
+    ("POST", "/models/{version}/promote"): (ADMIN_FORM, None),
+    ("POST", "/models/rollback"): (ADMIN_FORM, None),
+    ("POST", "/retrain"): ([403, 403, 409, 409, 409, 400, 403, 303], None),
 }
 
 
@@ -159,10 +201,13 @@ def test_garbage_on_every_page_gets_the_answer_that_says_what_was_wrong(app: Fas
                 else:
                     prediction_id_now = prediction_id
                 url = path.replace("{prediction_id}", prediction_id_now)
+                for name, value in PATH_VALUES.items():
+                    url = url.replace(name, value)
                 request = {k: dict(v) if isinstance(v, dict) else v for k, v in garbage.items()}
                 if "data" in request:
                     request["data"]["csrf_token"] = csrf_of(browser.get("/login"))
-                response = browser.request(method, url, **request)
+                with retrain_lock(app.state.settings, "test") if path == "/retrain" else nullcontext():
+                    response = browser.request(method, url, **request)
                 statuses.append(response.status_code)
                 assert_security_headers(response, (method, url[:80], garbage))
                 if response.status_code in (400, 403, 404, 422) and "text/html" in response.headers.get(

@@ -210,8 +210,7 @@ def test_customers_cannot_open_the_review_queue(client: TestClient) -> None:
     response = client.get("/review")
     assert response.status_code == 403
     assert (
-        error_on(response.text)
-        == "The review queue is for reviewers and admins; you are logged in as carl (customer)"
+        error_on(response.text) == "This page is for admin / reviewer; you are logged in as carl (customer)"
     )
     assert 'href="/review"' not in response.text
     posted = client.post("/review/1", data={"action": "reject", "csrf_token": csrf_of(response)})

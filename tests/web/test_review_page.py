@@ -31,7 +31,8 @@ def test_the_review_queue_accepts_corrects_and_rejects(client: TestClient, datab
     assert client.get("/").headers["location"] == "/review"
     page = client.get("/review").text
     assert re.search(r'id="pending-count">3<', page)
-    shown = [int(i) for i in re.findall(r'<article class="card review-item" id="prediction-(\d+)">', page)]
+    item = r'<article class="card review-item[^"]*" id="prediction-(\d+)"'
+    shown = [int(i) for i in re.findall(item, page)]
     stored = _stored(database_url)
     assert shown == sorted(ids, key=lambda i: (stored[i][0], i))  # lowest confidence first
 

@@ -194,3 +194,18 @@ def _reap(settings: Settings, job_id: str, proc: subprocess.Popen[bytes]) -> Non
         update_job(
             settings, job_id, status="failed", error=f"the retrain process ended ({how}) before finishing"
         )
+
+
+def recent_jobs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
+    """The newest ``limit`` job records, newest first (ids start with their UTC start time)."""
+    folder = jobs_dir(settings)
+    if not folder.is_dir():
+        return []
+    ids = sorted((p.stem for p in folder.glob("*.json") if p.stem.isalnum()), reverse=True)[:limit]
+    jobs = []
+    for job_id in ids:
+        try:
+            jobs.append(read_job(settings, job_id))
+        except (NotFoundError, ValueError, OSError):  # removed or half written meanwhile
+            continue
+    return jobs

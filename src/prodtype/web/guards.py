@@ -13,8 +13,10 @@ from prodtype.serving.security import decode_token
 from prodtype.web.render import SECURITY_HEADERS
 from prodtype.web.session import SESSION_COOKIE
 
-# The forms that need a session (the cookie holds the same token as the API's bearer).
-WEB_FORMS = ("/predict", "/review/")
+# Every page's form needs a session (the cookie holds the same token as the API's bearer), except these
+# two, which answer a visitor without one themselves; the API has its own guard.
+OPEN_FORMS = frozenset({"/login", "/logout"})
+API_PATHS = "/api/"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -26,7 +28,7 @@ class LoginBeforeForm:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
             path = scope["path"]
-            if path == WEB_FORMS[0] or path.startswith(WEB_FORMS[1]):
+            if not path.startswith(API_PATHS) and path not in OPEN_FORMS:
                 token = Request(scope).cookies.get(SESSION_COOKIE, "")
                 try:
                     decode_token(token, self.jwt_secret)

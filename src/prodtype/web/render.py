@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from prodtype.db.tables import Role, User
+from prodtype.db.tables import Role
 from prodtype.web import session as web_session
+from prodtype.web.i18n import language, translator
 
 WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"
@@ -57,14 +58,28 @@ def templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def is_reviewer(user: User | None) -> bool:
+class Person(Protocol):
+    """Who a page is shown to: a user row, or what a refused page kept of it."""
+
+    @property
+    def username(self) -> str: ...
+
+    @property
+    def role(self) -> str: ...
+
+
+def is_reviewer(user: Person | None) -> bool:
     return user is not None and Role(user.role) in (Role.REVIEWER, Role.ADMIN)
+
+
+def is_admin(user: Person | None) -> bool:
+    return user is not None and Role(user.role) == Role.ADMIN
 
 
 def render(
     request: Request,
     template: str,
-    user: User | None,
+    user: Person | None,
     status_code: int = 200,
     /,
     **context: Any,
@@ -72,9 +87,14 @@ def render(
     """A page, with a CSRF token for its forms (and the nonce cookie it is bound to)."""
     nonce = web_session.nonce(request)
     csrf = web_session.csrf_token(request, nonce, request.cookies.get(web_session.SESSION_COOKIE))
+    lang = language(request)
     values: dict[str, Any] = {
         "user": user,
         "is_reviewer": is_reviewer(user),
+        "is_admin": is_admin(user),
+        "lang": lang,
+        "_": translator(lang),
+        "here": request.url.path,
         "csrf": csrf,
         "error": None,
         "notice": None,

@@ -7,7 +7,9 @@ status code the API would answer (:func:`prodtype.serving.errors.status_for`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, FastAPI, File, Form, Request, Response, UploadFile
 from fastapi.responses import HTMLResponse
@@ -29,6 +31,10 @@ from prodtype.serving.errors import (
 )
 from prodtype.serving.predictions import PredictionFilter, PredictionView
 from prodtype.serving.reviews import Decision
+from prodtype.serving.uploads import Paging, ascii_number, image_response, page_number, read_upload
+from prodtype.web import admin, monitoring
+from prodtype.web.deps import LoginRequiredError, PageForbiddenError, PageReviewer, PageUser
+from prodtype.web.i18n import LANG_COOKIE, LANGUAGES, Translate, language, translator
 from prodtype.web.render import STATIC_DIR, is_reviewer, redirect, render
 from prodtype.web.session import CSRF_FIELD, CsrfError, check_csrf, log_in, log_out, viewer
 
@@ -55,37 +61,13 @@ async def _model_or_none(request: Request) -> Predictor | None:
 ModelOrNone = Annotated[Predictor | None, Depends(_model_or_none)]
 
 
-def _number(value: str, max_digits: int) -> int | None:
-    """A decimal number written with ASCII digits only (``str.isdigit`` also accepts '²' and '①',
-    which ``int`` then refuses), or None."""
-    value = value.strip()
-    if 0 < len(value) <= max_digits and value.isascii() and value.isdigit():
-        return int(value)
-    return None
-
-
-def _page(value: str) -> int:
-    """A 1-based page number from the query string; anything else is the first page."""
-    number = _number(value, 6)
-    return number if number else 1
-
-
 def _record_id(value: str) -> int:
     """A prediction id from the path; one that cannot exist (not a number, beyond the column's range)
     is refused as not found rather than sent to the database."""
-    number = _number(value, 10)
+    number = ascii_number(value, 10)
     if number is None or not 0 < number <= MAX_ID:
         raise NotFoundError(f"no prediction with id {value[:20]}")
     return number
-
-
-def _pages(count: int, size: int) -> int:
-    return max(1, -(-count // size))
-
-
-def _forbidden(request: Request, user: User, what: str) -> HTMLResponse:
-    message = f"{what} is for reviewers and admins; you are logged in as {user.username} ({user.role})"
-    return render(request, "error.html", user, 403, title="Not allowed", error=message)
 
 
 @router.get("/")
@@ -147,10 +129,7 @@ def logout(request: Request, session: SessionDep, csrf_token: CsrfField = "") ->
 
 
 @router.get("/predict")
-def predict_page(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
-    user = viewer(request, session)
-    if user is None:
-        return redirect("/login")
+def predict_page(request: Request, user: PageUser, settings: SettingsDep) -> Response:
     form = {"designation": "", "description": ""}
     return render(
         request, "predict.html", user, nav="predict", form=form, upload_limit=settings.upload_limit_bytes
@@ -161,6 +140,7 @@ def predict_page(request: Request, session: SessionDep, settings: SettingsDep) -
 def predict(
     request: Request,
     session: SessionDep,
+    user: PageUser,
     store: StoreDep,
     settings: SettingsDep,
     model: ModelOrNone,
@@ -170,9 +150,6 @@ def predict(
     csrf_token: CsrfField = "",
 ) -> Response:
     """Classify the product and show the new prediction (or the form again, saying what was wrong)."""
-    user = viewer(request, session)
-    if user is None:
-        return redirect("/login")
 
     def again(message: str, status: int) -> Response:
         form = {"designation": designation, "description": description}
@@ -193,10 +170,8 @@ def predict(
         return again(str(exc), 403)
     if model is None:
         return again(NO_MODEL_MESSAGE, 503)
-    data = None
-    if image is not None and (image.filename or image.size):
-        data = image.file.read(settings.upload_limit_bytes + 1)
-    submission = predictions.Submission(designation, description, data, image.content_type if image else None)
+    data, content_type = read_upload(image, settings.upload_limit_bytes)
+    submission = predictions.Submission(designation, description, data, content_type)
     try:
         checked = predictions.check_submission(
             submission, settings.upload_limit_bytes, settings.max_image_pixels
@@ -208,19 +183,13 @@ def predict(
 
 
 @router.get("/predictions")
-def my_predictions(request: Request, session: SessionDep, catalog: CatalogDep, page: str = "1") -> Response:
+def my_predictions(
+    request: Request, session: SessionDep, user: PageUser, catalog: CatalogDep, page: str = "1"
+) -> Response:
     """What the logged-in user submitted, newest first."""
-    user = viewer(request, session)
-    if user is None:
-        return redirect("/login")
-    number = _page(page)
+    paging = Paging(page_number(page), MINE_PAGE)
     rows, count = predictions.list_predictions(
-        session,
-        user,
-        PredictionFilter(created_by=user.username),
-        "-created_at",
-        (number - 1) * MINE_PAGE,
-        MINE_PAGE,
+        session, user, PredictionFilter(created_by=user.username), "-created_at", paging.offset, paging.size
     )
     items = [PredictionView.from_row(r, catalog) for r in rows]
     return render(
@@ -230,18 +199,15 @@ def my_predictions(request: Request, session: SessionDep, catalog: CatalogDep, p
         nav="mine",
         items=items,
         count=count,
-        page=number,
-        pages=_pages(count, MINE_PAGE),
+        page=paging.number,
+        pages=paging.count(count),
     )
 
 
 @router.get("/predictions/{prediction_id}")
 def prediction_page(
-    prediction_id: str, request: Request, session: SessionDep, catalog: CatalogDep
+    prediction_id: str, request: Request, session: SessionDep, user: PageUser, catalog: CatalogDep
 ) -> Response:
-    user = viewer(request, session)
-    if user is None:
-        return redirect("/login")
     try:
         row = predictions.get_prediction(session, _record_id(prediction_id), user)
     except NotFoundError as exc:
@@ -260,12 +226,38 @@ def prediction_image(prediction_id: str, request: Request, session: SessionDep, 
         data, content_type = predictions.get_image(session, store, _record_id(prediction_id), user)
     except NotFoundError:
         return Response(status_code=404)
-    headers = {
-        "Cache-Control": "private, max-age=86400",
-        "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'",
-    }
-    return Response(content=data, media_type=content_type, headers=headers)
+    return image_response(data, content_type)
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """The review queue's filters, read leniently from the query string (anything unreadable is no filter):
+    ``type``, a predicted product type code; ``below``, a confidence in percent (1-100)."""
+
+    code: int | None = None
+    below: int | None = None
+
+    @classmethod
+    def read(cls, code: str, below: str) -> QueueFilter:
+        number = ascii_number(code, 9)
+        percent = ascii_number(below, 3)
+        return cls(number, percent if percent is not None and 0 < percent <= 100 else None)
+
+    def query(self, **more: object) -> str:
+        values: dict[str, object] = {}
+        if self.code is not None:
+            values["type"] = self.code
+        if self.below is not None:
+            values["below"] = self.below
+        values.update(more)
+        return urlencode(values)
+
+    def service_filter(self) -> PredictionFilter:
+        return PredictionFilter(
+            status=Status.PENDING,
+            predicted_code=self.code,
+            confidence_below=None if self.below is None else self.below / 100,
+        )
 
 
 def _queue(
@@ -273,18 +265,14 @@ def _queue(
     session: SessionDep,
     catalog: Catalog,
     user: User,
-    number: int,
+    paging: Paging,
+    filters: QueueFilter,
     status: int = 200,
     error: str | None = None,
     notice: str | None = None,
 ) -> Response:
     rows, count = predictions.list_predictions(
-        session,
-        user,
-        PredictionFilter(status=Status.PENDING),
-        "confidence",
-        (number - 1) * QUEUE_PAGE,
-        QUEUE_PAGE,
+        session, user, filters.service_filter(), "confidence", paging.offset, paging.size
     )
     return render(
         request,
@@ -296,39 +284,49 @@ def _queue(
         categories=catalog.categories,
         name=catalog.name,
         count=count,
-        page=number,
-        pages=_pages(count, QUEUE_PAGE),
+        page=paging.number,
+        pages=paging.count(count),
+        filters=filters,
+        pager_query=filters.query(),
         error=error,
         notice=notice,
     )
 
 
-def _done_notice(session: SessionDep, catalog: Catalog, user: User, done: str) -> str | None:
+def _done_notice(session: SessionDep, catalog: Catalog, user: User, done: str, _: Translate) -> str | None:
     """What the last review did, said from the record (never from text in the URL)."""
     try:
         row = predictions.get_prediction(session, _record_id(done), user)
     except NotFoundError:
         return None
     if row.status == Status.REJECTED.value:
-        return f"Prediction #{row.id} rejected."
+        return _("Prediction #%(id)s rejected.") % {"id": row.id}
     if row.status == Status.ACCEPTED.value and row.final_code is not None:
-        how = "accepted" if row.final_code == row.predicted_code else "corrected"
-        return f"Prediction #{row.id} {how}: {catalog.name(row.final_code)} ({row.final_code})."
+        text = (
+            _("Prediction #%(id)s accepted: %(name)s (%(code)s).")
+            if row.final_code == row.predicted_code
+            else _("Prediction #%(id)s corrected: %(name)s (%(code)s).")
+        )
+        return text % {"id": row.id, "name": catalog.name(row.final_code), "code": row.final_code}
     return None
 
 
 @router.get("/review")
 def review_queue(
-    request: Request, session: SessionDep, catalog: CatalogDep, page: str = "1", done: str = ""
+    request: Request,
+    session: SessionDep,
+    user: PageReviewer,
+    catalog: CatalogDep,
+    page: str = "1",
+    done: str = "",
+    type: str = "",
+    below: str = "",
 ) -> Response:
-    """Pending predictions, lowest confidence first."""
-    user = viewer(request, session)
-    if user is None:
-        return redirect("/login")
-    if not is_reviewer(user):
-        return _forbidden(request, user, "The review queue")
-    notice = _done_notice(session, catalog, user, done)
-    return _queue(request, session, catalog, user, _page(page), notice=notice)
+    """Pending predictions, lowest confidence first, optionally of one predicted type or below a
+    confidence."""
+    notice = _done_notice(session, catalog, user, done, translator(language(request)))
+    paging = Paging(page_number(page), QUEUE_PAGE)
+    return _queue(request, session, catalog, user, paging, QueueFilter.read(type, below), notice=notice)
 
 
 @router.post("/review/{prediction_id}")
@@ -336,19 +334,18 @@ def review(
     prediction_id: str,
     request: Request,
     session: SessionDep,
+    user: PageReviewer,
     catalog: CatalogDep,
     action: TextField = "",
     prdtypecode: TextField = "",
     page: TextField = "1",
+    type: TextField = "",
+    below: TextField = "",
     csrf_token: CsrfField = "",
 ) -> Response:
     """Accept the predicted type, accept with a corrected type, or reject."""
-    user = viewer(request, session)
-    if user is None:
-        return redirect("/login")
-    if not is_reviewer(user):
-        return _forbidden(request, user, "Reviewing")
-    number = _page(page)
+    paging = Paging(page_number(page), QUEUE_PAGE)
+    filters = QueueFilter.read(type, below)
     try:
         check_csrf(request, csrf_token)
         record = _record_id(prediction_id)
@@ -357,7 +354,7 @@ def review(
         elif action == "reject":
             reviews.review_prediction(session, catalog, record, user, Decision.REJECT)
         elif action == "correct":
-            code = _number(prdtypecode, 9)
+            code = ascii_number(prdtypecode, 9)
             if code is None:
                 raise InvalidInputError(
                     f"prediction #{record}: choose the correct product type in the list, then press "
@@ -367,13 +364,44 @@ def review(
         else:
             raise InvalidInputError(f"unknown action {action[:40]!r}; expected accept, correct or reject")
     except CsrfError as exc:
-        return _queue(request, session, catalog, user, number, 403, error=str(exc))
+        return _queue(request, session, catalog, user, paging, filters, 403, error=str(exc))
     except ServiceError as exc:
-        return _queue(request, session, catalog, user, number, status_for(exc), error=str(exc))
-    return redirect(f"/review?done={record}&page={number}")
+        return _queue(request, session, catalog, user, paging, filters, status_for(exc), error=str(exc))
+    return redirect(f"/review?{filters.query(done=record, page=paging.number)}")
+
+
+@router.get("/language")
+def switch_language(request: Request, lang: str = "en", back: str = "/") -> Response:
+    """The language switch: remember the choice in a cookie and go back to the page (a path on this
+    site only; anything else goes to the start page)."""
+    safe = back if back.startswith("/") and not back.startswith("//") and "\\" not in back else "/"
+    response = redirect(safe[:2000])
+    if lang in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, path="/", httponly=True, samesite="lax")
+    return response
+
+
+def _login_required(request: Request, exc: Exception) -> Response:
+    return redirect("/login")
+
+
+def _forbidden(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PageForbiddenError)
+    _ = translator(language(request))
+    roles = " / ".join(sorted(role.value for role in exc.allowed))
+    message = _("This page is for %(roles)s; you are logged in as %(user)s (%(role)s)") % {
+        "roles": roles,
+        "user": exc.user.username,
+        "role": exc.user.role,
+    }
+    return render(request, "error.html", exc.user, 403, title=_("Not allowed"), error=message)
 
 
 def install_web(app: FastAPI) -> None:
     """Serve the pages at ``/`` and their scripts and styles at ``/static``."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_exception_handler(LoginRequiredError, _login_required)
+    app.add_exception_handler(PageForbiddenError, _forbidden)
     app.include_router(router)
+    app.include_router(admin.router)
+    app.include_router(monitoring.router)

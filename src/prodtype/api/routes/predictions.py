@@ -24,6 +24,7 @@ from prodtype.db.tables import Status
 from prodtype.serving import predictions, reviews
 from prodtype.serving.deps import CatalogDep, ModelDep, SessionDep, SettingsDep, StoreDep
 from prodtype.serving.predictions import PredictionFilter, SortKey, Submission
+from prodtype.serving.uploads import image_response, read_upload
 
 # Integers reach the database as 32-bit values: a larger one is a 422 here, not an overflow error there.
 INT32_MAX = 2_147_483_647
@@ -64,10 +65,8 @@ def create_prediction(
     image: Annotated[UploadFile | None, File(description="A photo of the product (JPEG, PNG, WebP)")] = None,
 ) -> PredictionPublic:
     """Predict the product type of a title, optional description and optional photo, and record it."""
-    data = None
-    if image is not None and (image.filename or image.size):
-        data = image.file.read(settings.upload_limit_bytes + 1)
-    submission = Submission(designation, description, data, image.content_type if image else None)
+    data, content_type = read_upload(image, settings.upload_limit_bytes)
+    submission = Submission(designation, description, data, content_type)
     checked = predictions.check_submission(submission, settings.upload_limit_bytes, settings.max_image_pixels)
     row = predictions.create_prediction(session, store, model, checked, user, k=settings.top_k)
     response.headers["Location"] = f"{API_PREFIX}{router.prefix}/{row.id}"
@@ -131,8 +130,7 @@ def read_prediction_image(
 ) -> Response:
     """The photo submitted with a prediction."""
     data, content_type = predictions.get_image(session, store, prediction_id, user)
-    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
-    return Response(content=data, media_type=content_type, headers=headers)
+    return image_response(data, content_type)
 
 
 @router.patch("/{prediction_id}")

@@ -52,10 +52,126 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   }
 
-  // Rejecting cannot be undone from the queue: ask first.
+  // Rejecting cannot be undone from the queue: ask first (the question is the page's, in its language).
   document.querySelectorAll("button.danger[value='reject']").forEach((button) => {
     button.addEventListener("click", (event) => {
-      if (!window.confirm("Reject this prediction? It leaves the queue.")) event.preventDefault();
+      if (!window.confirm(button.dataset.confirm || "Reject?")) event.preventDefault();
     });
   });
+
+  // Confirmation of other forms that change something for everyone (promote, roll back, disable...).
+  document.querySelectorAll("form[data-confirm]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+
+  reviewQueue();
+  retrainProgress();
+  bulkProgress();
 });
+
+// The review queue: click a photo to enlarge it; keyboard shortcuts act on the current product.
+function reviewQueue() {
+  const items = Array.from(document.querySelectorAll("article.review-item"));
+  const dialog = document.getElementById("photo-dialog");
+  const large = document.getElementById("photo-large");
+  const enlarge = (item) => {
+    const thumb = item && item.querySelector("img.thumb");
+    if (!thumb || !dialog) return;
+    large.src = thumb.src;
+    dialog.showModal();
+  };
+  document.querySelectorAll("button.enlarge").forEach((button) => {
+    button.addEventListener("click", () => enlarge(button.closest("article")));
+  });
+  if (!items.length) return;
+  let current = 0;
+  const select = (index) => {
+    current = Math.max(0, Math.min(items.length - 1, index));
+    items.forEach((item, i) => item.classList.toggle("current", i === current));
+    items[current].focus({ preventScroll: true });
+    items[current].scrollIntoView({ block: "nearest" });
+  };
+  items.forEach((item, i) => item.addEventListener("click", () => select(i)));
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const target = event.target;
+    if (target && ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName)) return;
+    if (dialog && dialog.open) return;
+    const item = items[current];
+    const form = item.querySelector("form.review-form");
+    const press = (action) => {
+      const button = form.querySelector(`button[value='${action}']`);
+      if (button) button.click();
+    };
+    const key = event.key;
+    if (key === "j" || key === "ArrowDown") select(current + 1);
+    else if (key === "k" || key === "ArrowUp") select(current - 1);
+    else if (key === "a") press("accept");
+    else if (key === "r") press("reject");
+    else if (key === "z") enlarge(item);
+    else if (/^[1-5]$/.test(key)) {
+      const candidates = item.querySelectorAll("ol.candidates li");
+      const chosen = candidates[Number(key) - 1];
+      if (!chosen) return;
+      form.querySelector("select[name='prdtypecode']").value = chosen.dataset.code;
+      press(key === "1" ? "accept" : "correct");
+    } else return;
+    event.preventDefault();
+  });
+}
+
+// Poll a JSON endpoint every second while ``done(record)`` is false; ``show(record)`` updates the page.
+function poll(url, show, done) {
+  const tick = async () => {
+    try {
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      if (response.ok) {
+        const record = await response.json();
+        show(record);
+        if (done(record)) return;
+      }
+    } catch (error) {
+      // the next tick tries again
+    }
+    window.setTimeout(tick, 1000);
+  };
+  tick();
+}
+
+function retrainProgress() {
+  const box = document.getElementById("running-job");
+  if (!box || !box.dataset.poll) return;
+  const step = document.getElementById("job-step");
+  const status = document.getElementById("job-status");
+  poll(
+    box.dataset.poll,
+    (job) => {
+      step.textContent = job.step || "";
+      status.textContent = job.status || "";
+      box.dataset.status = job.status || "";
+    },
+    (job) => job.status !== "running",
+  );
+}
+
+function bulkProgress() {
+  const box = document.getElementById("bulk-job");
+  if (!box || !box.dataset.poll) return;
+  const bar = document.getElementById("bulk-progress");
+  const done = document.getElementById("bulk-done");
+  const status = document.getElementById("bulk-status");
+  poll(
+    box.dataset.poll,
+    (job) => {
+      bar.max = Math.max(1, job.total || 0);
+      bar.value = job.done || 0;
+      done.textContent = `${job.done || 0} / ${job.total || 0}`;
+      status.textContent = job.status || "";
+      box.dataset.status = job.status || "";
+      if (job.status !== "running") window.location.reload();
+    },
+    (job) => job.status !== "running",
+  );
+}

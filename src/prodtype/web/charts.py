@@ -1,0 +1,117 @@
+"""Charts drawn on the server as inline SVG: shapes with their coordinates, which ``templates/chart.html``
+writes out (autoescaped like everything else; colours come from the stylesheet, so the page's
+Content-Security-Policy needs no inline style). No JavaScript library, nothing from the internet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: float
+    y: float
+    width: float
+    height: float
+    kind: str  # CSS class: series-a, series-b, gain, loss
+    title: str  # the tooltip: the exact figure
+
+
+@dataclass(frozen=True)
+class Label:
+    x: float
+    y: float
+    text: str
+    anchor: str = "start"
+
+
+@dataclass
+class Chart:
+    width: int
+    height: int
+    title: str
+    rects: list[Rect] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    lines: list[tuple[float, float, float, float, str]] = field(default_factory=list)
+    polyline: str = ""
+    points: list[tuple[float, float, str]] = field(default_factory=list)
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (CSS class, text)
+
+
+def compare_bars(
+    rows: Sequence[tuple[str, float, float | None]], a_name: str, b_name: str, title: str
+) -> Chart:
+    """Horizontal bars, two per row (e.g. per-class F1 of a version, series a, against the champion, series
+    b), on a 0-1 scale; the difference is written at the end of each row, green for a gain, red for a
+    loss."""
+    row_h, left, bar_w = 22, 230, 380
+    height = 30 + row_h * len(rows) + 10
+    chart = Chart(720, height, title, legend=[("series-a", a_name), ("series-b", b_name)])
+    for i, (label, a, b) in enumerate(rows):
+        y = 30 + i * row_h
+        chart.labels.append(Label(left - 6, y + 13, label[:34], "end"))
+        chart.rects.append(Rect(left, y + 2, bar_w * max(0.0, min(1.0, a)), 8, "series-a", f"{a:.3f}"))
+        if b is not None:
+            chart.rects.append(Rect(left, y + 11, bar_w * max(0.0, min(1.0, b)), 8, "series-b", f"{b:.3f}"))
+            diff = a - b
+            chart.labels.append(Label(left + bar_w + 8, y + 14, f"{diff:+.3f}"))
+            kind = "gain" if diff >= 0 else "loss"
+            chart.rects.append(
+                Rect(left + bar_w + 60, y + 4, min(60.0, abs(diff) * 300), 12, kind, f"{diff:+.3f}")
+            )
+    chart.lines.append((left, 24, left, height - 8, "axis"))
+    return chart
+
+
+def grouped_bars(rows: Sequence[tuple[str, float, float]], a_name: str, b_name: str, title: str) -> Chart:
+    """Vertical bars, two per category (e.g. the share of each class among predictions, a, and in the
+    training labels, b)."""
+    width, height, bottom, top = 720, 260, 200, 30
+    peak = max([a for _, a, _ in rows] + [b for _, _, b in rows] + [1e-9])
+    step = (width - 60) / max(1, len(rows))
+    chart = Chart(width, height, title, legend=[("series-a", a_name), ("series-b", b_name)])
+    for i, (label, a, b) in enumerate(rows):
+        x = 50 + i * step
+        for offset, value, kind in ((0.1, a, "series-a"), (0.5, b, "series-b")):
+            h = (bottom - top) * value / peak
+            chart.rects.append(
+                Rect(x + step * offset, bottom - h, step * 0.38, h, kind, f"{label}: {value:.1%}")
+            )
+        chart.labels.append(Label(x + step * 0.5, bottom + 14, label, "middle"))
+    chart.lines.append((45, bottom, width - 10, bottom, "axis"))
+    chart.labels.append(Label(40, top + 4, f"{peak:.0%}", "end"))
+    return chart
+
+
+def daily_line(
+    days: Sequence[tuple[str, float]], title: str, *, as_percent: bool, threshold: float | None = None
+) -> Chart:
+    """A value by day: a line with a point per day (and a dashed threshold line)."""
+    width, height, bottom, top, left = 720, 220, 180, 30, 60
+    values = [v for _, v in days]
+    peak = 1.0 if as_percent else max([*values, 1.0])
+    span = width - left - 20
+    step = span / max(1, len(days) - 1)
+    chart = Chart(width, height, title)
+
+    def y_of(v: float) -> float:
+        return bottom - (bottom - top) * v / peak
+
+    coords = []
+    for i, (day, value) in enumerate(days):
+        x = left + i * step if len(days) > 1 else left + span / 2
+        y = y_of(value)
+        coords.append(f"{x:.1f},{y:.1f}")
+        shown = f"{value:.1%}" if as_percent else f"{value:g}"
+        chart.points.append((x, y, f"{day}: {shown}"))
+        if i == 0 or i == len(days) - 1 or len(days) <= 10:
+            chart.labels.append(Label(x, bottom + 14, day[5:], "middle"))
+    chart.polyline = " ".join(coords)
+    chart.lines.append((left, bottom, width - 10, bottom, "axis"))
+    chart.lines.append((left, top, left, bottom, "axis"))
+    chart.labels.append(Label(left - 6, top + 4, "100 %" if as_percent else f"{peak:g}", "end"))
+    chart.labels.append(Label(left - 6, bottom, "0", "end"))
+    if threshold is not None:
+        chart.lines.append((left, y_of(threshold), width - 10, y_of(threshold), "threshold"))
+    return chart
