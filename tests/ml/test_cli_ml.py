@@ -343,3 +343,31 @@ def test_error_lines_keep_brackets_and_are_never_wrapped(
         f"error: {folder / 'Y.csv'}, row {labels.index[7]}, column 'prdtypecode': "
         "'[Jeu PC]' is not an integer (1 such row(s))"
     )
+
+
+def _small_training_files(data_dir: Path, tmp_path: Path, per_class: int) -> tuple[Path, Path]:
+    x = pd.read_csv(data_dir / "X_train.csv", index_col=0)
+    y = pd.read_csv(data_dir / "Y_train.csv", index_col=0)
+    rows = y.groupby("prdtypecode", group_keys=False).apply(lambda g: g.head(per_class)).index.sort_values()
+    x.loc[rows].to_csv(tmp_path / "X.csv")
+    y.loc[rows].to_csv(tmp_path / "Y.csv")
+    return tmp_path / "X.csv", tmp_path / "Y.csv"
+
+
+def test_train_profiles_choose_the_embedder_and_options_override_them(
+    data_dir: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    x, y = _small_training_files(data_dir, tmp_path, 3)
+    base = ["train", "--x", x, "--y", y, "--cache-dir", cache_dir]
+    result = run(*base, "--out", tmp_path / "accurate", "--profile", "accurate")
+    assert result.exit_code == 0, result.output
+    accurate = load_bundle(tmp_path / "accurate")
+    assert accurate.manifest["embedder"] == "e5"
+    assert accurate.predict("Piscine tubulaire ronde 3 m").prdtypecode in accurate.classes
+
+    result = run(*base, "--out", tmp_path / "plain", "--profile", "accurate", "--embedder", "none")
+    assert result.exit_code == 0, result.output
+    assert load_bundle(tmp_path / "plain").manifest["embedder"] is None
+
+    assert_user_error(run(*base, "--out", tmp_path / "x", "--profile", "turbo"), "turbo", "fast, accurate")
+    assert not (tmp_path / "x").exists()

@@ -10,7 +10,7 @@ import json
 import logging
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -55,12 +55,21 @@ def train(
         Path | None, typer.Option("--image-only", help="Labelled images without text (imageid,productid,...)")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (folds, classifiers)")] = 42,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="fast (default: milliseconds per product) or accurate (e5 sentence embeddings: higher "
+            "weighted F1, ~0.1-0.2 s more per product); --embedder/--image-encoder override it"
+        ),
+    ] = "fast",
     embedder: Annotated[
-        str, typer.Option(help="Sentence embeddings: use-q8 (int8, fast), use (float), e5 or none")
-    ] = "use-q8",
+        str | None,
+        typer.Option(help="Sentence embeddings: use-q8 (int8, fast), use (float), e5 or none [profile's]"),
+    ] = None,
     image_encoder: Annotated[
-        str, typer.Option("--image-encoder", help="Photo encoder: lite0-int8 (fast) or lite0 (float)")
-    ] = "lite0-int8",
+        str | None,
+        typer.Option("--image-encoder", help="Photo encoder: lite0-int8 (fast) or lite0 (float) [profile's]"),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out")] = False,
     cache_dir: CacheOpt = None,
 ) -> None:
@@ -70,9 +79,12 @@ def train(
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors():
-        config = TrainConfig(
-            seed=seed, embedder=None if embedder == "none" else embedder, image_encoder=image_encoder
-        )
+        overrides: dict[str, Any] = {"seed": seed}
+        if embedder is not None:
+            overrides["embedder"] = None if embedder == "none" else embedder
+        if image_encoder is not None:
+            overrides["image_encoder"] = image_encoder
+        config = TrainConfig.build(profile, **overrides)
         check_target(out, overwrite)
         dataset = load_dataset(x, y, images, image_only)
         console.print(

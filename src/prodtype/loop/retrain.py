@@ -213,7 +213,7 @@ def train(ctx: LoopContext, run_dir: Path, *, shuffle_labels: bool = False, prog
 def _train_default(ctx: LoopContext) -> Callable[[Dataset, Path, bool], Path]:
     from prodtype.ml.train import TrainConfig, train_model
 
-    config = TrainConfig(**ctx.train_config) if isinstance(ctx.train_config, dict) else ctx.train_config
+    config = TrainConfig.build(**ctx.train_config) if isinstance(ctx.train_config, dict) else ctx.train_config
 
     def run(data: Dataset, out_dir: Path, progress: bool) -> Path:
         images, texts = ctx.settings.resolved_image_cache_dir, ctx.settings.text_cache_dir

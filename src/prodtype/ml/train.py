@@ -25,6 +25,15 @@ from prodtype.ml.text import TfidfConfig, TfidfFeatures
 log = logging.getLogger(__name__)
 
 
+# Named presets of TrainConfig fields. ``fast`` (the default) keeps a prediction within the serving budget;
+# ``accurate`` swaps the sentence embeddings for multilingual-e5-small, measured with
+# ``benchmarks/bench_accuracy.py`` (README "Accuracy") to gain weighted F1 at ~15-50 times the text cost.
+PROFILES: dict[str, dict[str, Any]] = {
+    "fast": {},
+    "accurate": {"embedder": "e5"},
+}
+
+
 @dataclass
 class TrainConfig:
     seed: int = 42
@@ -55,6 +64,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def build(cls, profile: str | None = None, **fields: Any) -> TrainConfig:
+        """A profile's preset (``fast`` or ``accurate``) with ``fields`` overriding it."""
+        name = profile or "fast"
+        if name not in PROFILES:
+            raise ValueError(f"training profile {name!r}: expected one of {', '.join(PROFILES)}")
+        return cls(**{**PROFILES[name], **fields})
 
 
 @dataclass
