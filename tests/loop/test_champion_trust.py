@@ -116,7 +116,7 @@ def test_rollback_follows_prodtypes_records_not_the_registry_history(
     forged = [{"action": "promote", "version": v} for v in (3, 2)]
     registry.client.set_registered_model_tag(registry.model_name, HISTORY_TAG, json.dumps(forged))
     info = model_versions.rollback(registry, actor="admin", check=load_fake, ledger=ledger)
-    assert info["version"] == versions[0] == registry.alias_version(CHAMPION)
+    assert info.version == versions[0] == registry.alias_version(CHAMPION)
     champion = ledger.champion(registry.model_name)
     assert champion is not None and (champion.version, champion.action) == (versions[0], "rollback")
     with pytest.raises(ConflictError, match="first champion prodtype recorded"):
@@ -126,7 +126,7 @@ def test_rollback_follows_prodtypes_records_not_the_registry_history(
 def test_the_retrain_job_records_its_promotion(ctx: LoopContext, sessions: sessionmaker[Session]) -> None:
     ctx.trainer, ctx.scorer = FakeTrainer(0.5), fake_score
     out = retrain.run_all(ctx, force=True)
-    assert out["promoted"]
+    assert out.promoted
     recorded = PromotionLedger(sessions).champion(ctx.registry.model_name)
-    assert recorded is not None and recorded.version == out["version"] and recorded.actor == "retrain"
+    assert recorded is not None and recorded.version == out.version and recorded.actor == "retrain"
     assert recorded.manifest_sha256 is not None

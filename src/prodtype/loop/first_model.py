@@ -74,7 +74,7 @@ def ensure_champion(
     outcome = retrain.promote(ctx, run_dir, actor=ACTOR)
     state = retrain.read_state(run_dir)
     return FirstChampion(
-        int(outcome["version"]),
+        outcome.version,
         created=True,
         trained=legacy_bundle is None,
         adopted_from=legacy_bundle,
