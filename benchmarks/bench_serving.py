@@ -222,11 +222,10 @@ def start_server(model: Path, storage: Path, workers: int) -> tuple[subprocess.P
 
 
 def train_bundle(data: Path, out: Path) -> Path:
-    from prodtype.data.challenge import find_challenge_files, load_dataset
+    from prodtype.data.challenge import find_challenge_files
     from prodtype.ml.train import train_model
 
-    files = find_challenge_files(data)
-    dataset = load_dataset(files["x"], files["y"], files["images"], files["image_only"])  # type: ignore[arg-type]
+    dataset = find_challenge_files(data).load()
     console.print(f"training a model on {len(dataset)} products from {data} (no --model given)…")
     train_model(dataset, out, progress=False)
     return out

@@ -57,7 +57,7 @@ through the review queue (`GET /api/v1/predictions?status=pending`); admins mana
 def _load_configured_model(settings: Settings, holder: ModelHolder) -> None:
     path = find_model(settings)
     if path is None:
-        log.warning("no model found (PRODTYPE_MODEL_PATH unset, none under %s)", settings.models_dir)
+        log.info("no configured model (PRODTYPE_MODEL_PATH unset, none under %s)", settings.models_dir)
         return
     holder.swap(load_warm(path, settings))
     log.info("serving model %s from %s", holder.version, path)
@@ -155,7 +155,10 @@ def install_loop(app: FastAPI) -> None:
                 recorded=lambda: PromotionLedger(a.state.sessions).champion(registry.model_name),
             )
             a.state.champion_follower = follower
-            if loop_settings.follow_champion and registry.store_exists():
+            # The champion is what is served (PRODTYPE_MODEL_PATH aside); not following it afterwards
+            # still serves it from the start.
+            first_look = loop_settings.follow_champion or not a.state.model_holder.loaded
+            if first_look and registry.store_exists():
                 try:
                     await run_in_threadpool(follower.check_now)
                 except Exception as exc:  # the registry must not keep the service from starting

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from loop.tiny import PAIRS, TRAIN_CONFIG, load_tiny, train_tiny, write_tiny_folder
 from prodtype.config import LoopSettings, Settings
+from prodtype.data.challenge import Dataset
 from prodtype.db.engine import make_engine, make_sessionmaker
 from prodtype.loop.registry import Registry
 from prodtype.loop.retrain import LoopContext
@@ -62,6 +64,38 @@ def registry(settings: Settings, mlflow_template: Path) -> Registry:  # noqa: F8
 @pytest.fixture
 def ctx(settings: Settings, registry: Registry) -> LoopContext:
     return LoopContext(settings, registry)
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 products of six types in the challenge layout (see loop/tiny.py)."""
+    return write_tiny_folder(data_dir, tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(
+    tiny_data_dir: Path, feature_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Three real bundles trained once per session on disjoint pairs of types (``a``, ``b``, ``c``: see
+    ``PAIRS``), so that a prediction tells which one answered."""
+    data = load_tiny(tiny_data_dir)
+    root = tmp_path_factory.mktemp("tiny-bundles")
+    bundles = {}
+    for name, types in PAIRS.items():
+        keep = data.products.index[data.products["label"].isin(types)]
+        subset = Dataset(data.products.loc[keep], fingerprint=f"tiny-{name}", sources=data.sources)
+        bundles[name] = train_tiny(subset, root / name, feature_cache_dir / "image")
+    return bundles
+
+
+@pytest.fixture
+def tiny_ctx(ctx: LoopContext, tiny_data_dir: Path, feature_cache_dir: Path) -> LoopContext:
+    """The loop on the tiny data with the real trainer and scorer (2 folds, no embedder: seconds a run)."""
+    ctx.settings = ctx.settings.model_copy(
+        update={"data_dir": tiny_data_dir, "image_cache_dir": feature_cache_dir / "image"}
+    )
+    ctx.train_config = dict(TRAIN_CONFIG)
+    return ctx
 
 
 @pytest.fixture

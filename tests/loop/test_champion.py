@@ -1,47 +1,64 @@
-"""The service follows the champion alias: checked bundles are swapped in, broken ones refused."""
+"""The service follows the champion alias: checked bundles are swapped in, broken ones refused.
+
+On real tiny bundles (loop/tiny.py): ``a`` predicts 2583 or 1560, ``b`` 1300 or 2060, ``c`` 2522 or 2280.
+"""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
 
-from loop.fakes import load_fake, write_bundle
+from loop.tiny import PAIRS, copy_bundle
 from prodtype.config import LoopSettings
 from prodtype.loop.champion import ChampionFollower, RegisteredPredictor, smoke_check
 from prodtype.loop.registry import Registry
-from prodtype.serving.model_holder import ModelHolder
+from prodtype.serving.model_holder import ModelHolder, load_model
 from service_support.waiting import until
 
+KNOWN = [*PAIRS["a"], *PAIRS["b"]]  # the product types this service knows (c's are not among them)
 
-def register(registry: Registry, folder: Path, **manifest: object) -> int:
-    bundle = write_bundle(folder, **manifest)
-    return registry.log_and_register(bundle, run_name=folder.name, params={}, metrics={}, tags={}).version
+
+def register(registry: Registry, bundle: Path) -> int:
+    return registry.log_and_register(bundle, run_name=bundle.name, params={}, metrics={}, tags={}).version
+
+
+def broken_copy(bundle: Path, folder: Path) -> Path:
+    """A copy whose text model was damaged after the manifest recorded its checksum."""
+    copy = copy_bundle(bundle, folder)
+    victim = max(
+        (p for p in copy.rglob("*") if p.is_file() and p.name != "manifest.json"),
+        key=lambda p: p.stat().st_size,
+    )
+    victim.write_bytes(victim.read_bytes()[:-16] + b"\0" * 16)
+    return copy
 
 
 def test_follows_promotions_and_refuses_a_broken_bundle(
-    registry: Registry, loop_settings: LoopSettings, tmp_path: Path
+    registry: Registry, loop_settings: LoopSettings, tmp_path: Path, tiny_bundles: dict[str, Path]
 ) -> None:
-    holder = ModelHolder(load_fake(write_bundle(tmp_path / "configured", code=10)))
-    follower = ChampionFollower(
-        holder, registry, loop_settings, known_codes=[10, 2583, 2705], loader=load_fake
-    )
+    configured = load_model(tiny_bundles["b"])
+    holder = ModelHolder(configured)
+    follower = ChampionFollower(holder, registry, loop_settings, known_codes=KNOWN)
     assert not follower.check_now()  # nothing registered: the configured model keeps serving
-    assert holder.version == "configured"
+    assert holder.version == configured.version
 
-    v1 = register(registry, tmp_path / "v1", code=2583)
+    v1 = register(registry, tiny_bundles["a"])
     registry.promote(v1, reason="first")
     assert follower.check_now()
-    assert holder.version == "prodtype/v1" and holder.get().predict("x").prdtypecode == 2583
+    assert holder.version == "prodtype/v1" and holder.get().predict("x").prdtypecode in PAIRS["a"]
     served = holder.get()
-    assert isinstance(served, RegisteredPredictor) and served.bundle_version == "v1"
+    assert (
+        isinstance(served, RegisteredPredictor)
+        and served.bundle_version == load_model(tiny_bundles["a"]).version
+    )
 
-    broken = register(registry, tmp_path / "broken", code=2583, broken=True)
+    broken = register(registry, broken_copy(tiny_bundles["b"], tmp_path / "broken"))
     registry.promote(broken, reason="oops")
     assert not follower.check_now()
     assert holder.version == "prodtype/v1"  # the old model keeps serving
-    assert "broken" in follower.status()["refused"][str(broken)]
+    assert "checksum" in follower.status()["refused"][str(broken)]
 
-    unknown_codes = register(registry, tmp_path / "alien", classes=[99999], code=99999)
+    unknown_codes = register(registry, tiny_bundles["c"])
     registry.promote(unknown_codes, reason="alien")
     assert not follower.check_now() and "not product types" in follower.refused[unknown_codes]
 
@@ -52,12 +69,12 @@ def test_follows_promotions_and_refuses_a_broken_bundle(
 
 
 def test_background_thread_swaps_while_requests_keep_being_answered(
-    registry: Registry, loop_settings: LoopSettings, tmp_path: Path
+    registry: Registry, loop_settings: LoopSettings, tiny_bundles: dict[str, Path]
 ) -> None:
-    v1 = register(registry, tmp_path / "v1", code=10)
+    v1 = register(registry, tiny_bundles["a"])
     registry.promote(v1, reason="first")
     holder = ModelHolder()
-    follower = ChampionFollower(holder, registry, loop_settings, loader=load_fake)
+    follower = ChampionFollower(holder, registry, loop_settings)
     follower.check_now()
     answers: list[list[int]] = [[], [], []]  # per client, in order
     errors: list[BaseException] = []
@@ -72,20 +89,20 @@ def test_background_thread_swaps_while_requests_keep_being_answered(
         except BaseException as exc:  # an exception in a thread is only a warning to pytest: keep it
             errors.append(exc)
 
-    def answered(code: int) -> int:
-        return sum(mine.count(code) for mine in answers)
+    def answered(codes: tuple[int, ...]) -> int:
+        return sum(code in codes for mine in answers for code in mine)
 
     threads = [threading.Thread(target=client, args=(mine,)) for mine in answers]
     for t in threads:
         t.start()
     follower.start()
     try:
-        until(lambda: errors or answered(10) >= 30, 20, "the clients were not answered by v1")
-        v2 = register(registry, tmp_path / "v2", code=2583)
+        until(lambda: errors or answered(PAIRS["a"]) >= 30, 20, "the clients were not answered by v1")
+        v2 = register(registry, tiny_bundles["b"])
         registry.promote(v2, reason="better")
         follower.wake()
         until(lambda: holder.version == "prodtype/v2", 20, lambda: f"still serving {holder.version}")
-        until(lambda: errors or answered(2583) >= 30, 20, "the clients were not answered by v2")
+        until(lambda: errors or answered(PAIRS["b"]) >= 30, 20, "the clients were not answered by v2")
     finally:
         stop.set()
         for t in threads:
@@ -94,9 +111,9 @@ def test_background_thread_swaps_while_requests_keep_being_answered(
     assert not errors, errors
     assert holder.version == "prodtype/v2"
     for mine in answers:  # each client went from v1 to v2 once, and never back
-        switch = mine.index(2583)
-        assert switch > 0 and set(mine[:switch]) == {10} and set(mine[switch:]) == {2583}
+        switch = next(i for i, code in enumerate(mine) if code in PAIRS["b"])
+        assert switch > 0 and set(mine[:switch]) <= set(PAIRS["a"]) and set(mine[switch:]) <= set(PAIRS["b"])
 
 
-def test_smoke_check_accepts_a_sane_predictor(tmp_path: Path) -> None:
-    smoke_check(load_fake(write_bundle(tmp_path / "ok")), known_codes=[10, 2583, 2705])
+def test_smoke_check_accepts_a_sane_predictor(tiny_bundles: dict[str, Path]) -> None:
+    smoke_check(load_model(tiny_bundles["a"]), known_codes=KNOWN)

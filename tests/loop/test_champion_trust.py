@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from loop.fakes import FakeTrainer, fake_score, load_fake, write_bundle
 from prodtype.config import LoopSettings
 from prodtype.loop import model_versions, retrain
 from prodtype.loop.champion import ChampionFollower
@@ -19,12 +18,17 @@ from prodtype.loop.ledger import PromotionLedger
 from prodtype.loop.registry import CHAMPION, HISTORY_TAG, Registry
 from prodtype.loop.retrain import LoopContext
 from prodtype.serving.errors import ConflictError
-from prodtype.serving.model_holder import ModelHolder
+from prodtype.serving.model_holder import ModelHolder, load_model
 
 
-def register(registry: Registry, folder: Path, code: int) -> int:
-    bundle = write_bundle(folder, code=code)
-    return registry.log_and_register(bundle, run_name=folder.name, params={}, metrics={}, tags={}).version
+@pytest.fixture
+def bundles(tiny_bundles: dict[str, Path]) -> list[Path]:
+    """The three real tiny bundles (registering copies them into the artifact store)."""
+    return [tiny_bundles[name] for name in "abc"]
+
+
+def register(registry: Registry, bundle: Path) -> int:
+    return registry.log_and_register(bundle, run_name=bundle.name, params={}, metrics={}, tags={}).version
 
 
 @pytest.fixture
@@ -40,24 +44,23 @@ def follower_for(
         holder,
         registry,
         loop_settings,
-        loader=load_fake,
         recorded=lambda: ledger.champion(registry.model_name),
     )
     return follower, holder
 
 
 def promote(registry: Registry, version: int, ledger: PromotionLedger) -> None:
-    model_versions.promote(registry, version, actor="admin", check=load_fake, ledger=ledger)
+    model_versions.promote(registry, version, actor="admin", check=load_model, ledger=ledger)
 
 
 def test_an_alias_moved_in_mlflow_is_reported_and_ignored(
     registry: Registry,
     loop_settings: LoopSettings,
     ledger: PromotionLedger,
-    tmp_path: Path,
+    bundles: list[Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    v1, v2 = register(registry, tmp_path / "v1", 2583), register(registry, tmp_path / "v2", 10)
+    v1, v2 = register(registry, bundles[0]), register(registry, bundles[1])
     follower, holder = follower_for(registry, loop_settings, ledger)
     promote(registry, v1, ledger)
     assert follower.check_now() and holder.version == "prodtype/v1"
@@ -81,9 +84,9 @@ def test_an_alias_moved_in_mlflow_is_reported_and_ignored(
 
 
 def test_a_service_started_on_a_hand_set_alias_serves_nothing_from_the_registry(
-    registry: Registry, loop_settings: LoopSettings, ledger: PromotionLedger, tmp_path: Path
+    registry: Registry, loop_settings: LoopSettings, ledger: PromotionLedger, bundles: list[Path]
 ) -> None:
-    v1 = register(registry, tmp_path / "v1", 2583)
+    v1 = register(registry, bundles[0])
     registry.promote(v1, reason="set in MLflow directly")  # the registry alone, not prodtype
     follower, holder = follower_for(registry, loop_settings, ledger)
     assert not follower.check_now() and not holder.loaded
@@ -91,15 +94,15 @@ def test_a_service_started_on_a_hand_set_alias_serves_nothing_from_the_registry(
 
 
 def test_a_bundle_replaced_in_the_artifact_store_after_its_promotion_is_refused(
-    registry: Registry, loop_settings: LoopSettings, ledger: PromotionLedger, tmp_path: Path
+    registry: Registry, loop_settings: LoopSettings, ledger: PromotionLedger, bundles: list[Path]
 ) -> None:
-    v1, v2 = register(registry, tmp_path / "v1", 2583), register(registry, tmp_path / "v2", 10)
+    v1, v2 = register(registry, bundles[0]), register(registry, bundles[1])
     follower, holder = follower_for(registry, loop_settings, ledger)
     promote(registry, v1, ledger)
     assert follower.check_now()
     promote(registry, v2, ledger)
     manifest = registry.local_bundle(v2) / "manifest.json"
-    swapped = json.loads(manifest.read_text()) | {"code": 2705}  # what an attacker would serve instead
+    swapped = json.loads(manifest.read_text()) | {"version": "another model"}  # what an attacker would serve
     manifest.write_text(json.dumps(swapped))
     assert not follower.check_now()
     assert holder.version == "prodtype/v1"
@@ -107,26 +110,28 @@ def test_a_bundle_replaced_in_the_artifact_store_after_its_promotion_is_refused(
 
 
 def test_rollback_follows_prodtypes_records_not_the_registry_history(
-    registry: Registry, loop_settings: LoopSettings, ledger: PromotionLedger, tmp_path: Path
+    registry: Registry, loop_settings: LoopSettings, ledger: PromotionLedger, bundles: list[Path]
 ) -> None:
-    versions = [register(registry, tmp_path / f"v{i}", code) for i, code in enumerate((2583, 10, 2705), 1)]
+    versions = [register(registry, bundle) for bundle in bundles]
     for version in versions[:2]:
         promote(registry, version, ledger)
     # The history tag lives in MLflow too: rewritten, it would send a rollback to v3.
     forged = [{"action": "promote", "version": v} for v in (3, 2)]
     registry.client.set_registered_model_tag(registry.model_name, HISTORY_TAG, json.dumps(forged))
-    info = model_versions.rollback(registry, actor="admin", check=load_fake, ledger=ledger)
-    assert info["version"] == versions[0] == registry.alias_version(CHAMPION)
+    info = model_versions.rollback(registry, actor="admin", check=load_model, ledger=ledger)
+    assert info.version == versions[0] == registry.alias_version(CHAMPION)
     champion = ledger.champion(registry.model_name)
     assert champion is not None and (champion.version, champion.action) == (versions[0], "rollback")
     with pytest.raises(ConflictError, match="first champion prodtype recorded"):
-        model_versions.rollback(registry, actor="admin", check=load_fake, ledger=ledger)
+        model_versions.rollback(registry, actor="admin", check=load_model, ledger=ledger)
 
 
-def test_the_retrain_job_records_its_promotion(ctx: LoopContext, sessions: sessionmaker[Session]) -> None:
-    ctx.trainer, ctx.scorer = FakeTrainer(0.5), fake_score
+def test_the_retrain_job_records_its_promotion(
+    tiny_ctx: LoopContext, sessions: sessionmaker[Session]
+) -> None:
+    ctx = tiny_ctx
     out = retrain.run_all(ctx, force=True)
-    assert out["promoted"]
+    assert out.promoted
     recorded = PromotionLedger(sessions).champion(ctx.registry.model_name)
-    assert recorded is not None and recorded.version == out["version"] and recorded.actor == "retrain"
+    assert recorded is not None and recorded.version == out.version and recorded.actor == "retrain"
     assert recorded.manifest_sha256 is not None

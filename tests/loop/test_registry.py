@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from loop.fakes import write_bundle
+from loop.tiny import copy_bundle
 from prodtype.loop.registry import CHALLENGER, CHAMPION, Registry, RegistryError, UnknownVersionError
 
 
-def register(registry: Registry, tmp_path: Path, name: str, f1: float = 0.5) -> int:
-    bundle = write_bundle(tmp_path / name)
+@pytest.fixture
+def bundle(tiny_bundles: dict[str, Path]) -> Path:
+    return tiny_bundles["a"]
+
+
+def register(registry: Registry, tmp_path: Path, name: str, f1: float = 0.5, *, bundle: Path) -> int:
+    bundle = copy_bundle(bundle, tmp_path / name)
     report = tmp_path / f"{name}-report"
     report.mkdir()
     (report / "report.md").write_text("# report\n")
@@ -46,8 +51,10 @@ def test_empty_store(registry: Registry) -> None:
     assert registry.previous_champion() is None
 
 
-def test_a_run_is_logged_with_its_bundle_and_registered(registry: Registry, tmp_path: Path) -> None:
-    version = register(registry, tmp_path, "first", 0.61)
+def test_a_run_is_logged_with_its_bundle_and_registered(
+    registry: Registry, tmp_path: Path, bundle: Path
+) -> None:
+    version = register(registry, tmp_path, "first", 0.61, bundle=bundle)
     info = registry.get(version)
     assert version == 1 and info.run_id
     assert info.metrics["eval_weighted_f1"] == pytest.approx(0.61)
@@ -61,8 +68,10 @@ def test_a_run_is_logged_with_its_bundle_and_registered(registry: Registry, tmp_
     assert {"bundle", "evaluation"} <= artifacts
 
 
-def test_promote_challenger_rollback_keep_the_history(registry: Registry, tmp_path: Path) -> None:
-    v1, v2, v3 = (register(registry, tmp_path, f"m{i}") for i in range(3))
+def test_promote_challenger_rollback_keep_the_history(
+    registry: Registry, tmp_path: Path, bundle: Path
+) -> None:
+    v1, v2, v3 = (register(registry, tmp_path, f"m{i}", bundle=bundle) for i in range(3))
     registry.promote(v1, reason="first", actor="test")
     registry.mark_challenger(v2, reason="not better")
     assert registry.alias_version(CHALLENGER) == v2
@@ -89,8 +98,8 @@ def test_promote_challenger_rollback_keep_the_history(registry: Registry, tmp_pa
     assert listed[-1].aliases == [CHAMPION]
 
 
-def test_rollback_after_promote_rollback_promote(registry: Registry, tmp_path: Path) -> None:
-    v1, v2, v3 = (register(registry, tmp_path, f"m{i}") for i in range(3))
+def test_rollback_after_promote_rollback_promote(registry: Registry, tmp_path: Path, bundle: Path) -> None:
+    v1, v2, v3 = (register(registry, tmp_path, f"m{i}", bundle=bundle) for i in range(3))
     registry.promote(v1, reason="a")
     registry.promote(v2, reason="b")
     registry.rollback()
@@ -98,8 +107,8 @@ def test_rollback_after_promote_rollback_promote(registry: Registry, tmp_path: P
     assert registry.rollback().version == v1
 
 
-def test_unknown_version(registry: Registry, tmp_path: Path) -> None:
-    register(registry, tmp_path, "only")
+def test_unknown_version(registry: Registry, tmp_path: Path, bundle: Path) -> None:
+    register(registry, tmp_path, "only", bundle=bundle)
     with pytest.raises(UnknownVersionError, match="no version 7"):
         registry.promote(7, reason="x")
 

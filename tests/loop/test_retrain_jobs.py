@@ -51,7 +51,7 @@ def test_a_job_whose_process_vanished_is_reported_failed(settings: Settings) -> 
     dead.wait()
     retrain_jobs.update_job(settings, "abc123", id="abc123", status="running", pid=dead.pid)
     record = retrain_jobs.read_job(settings, "abc123")
-    assert record["status"] == "failed" and "without finishing" in record["error"]
+    assert record.status == "failed" and record.error and "without finishing" in record.error
     with pytest.raises(NotFoundError):
         retrain_jobs.read_job(settings, "nope")
     with pytest.raises(NotFoundError):
@@ -64,16 +64,16 @@ def test_a_started_job_holds_the_lock_until_its_process_ends(settings: Settings)
     # lock must be free again.
     settings = settings.model_copy(update={"data_dir": settings.storage_dir / "no-data-here"})
     job = retrain_jobs.start_job(settings, "admin")
-    assert job["status"] == "running" and job["requested_by"] == "admin"
+    assert job.status == "running" and job.requested_by == "admin" and job.pid is not None
     with pytest.raises(ConflictError):
         retrain_jobs.start_job(settings, "admin")
     deadline = time.time() + 120
-    while retrain_jobs.read_job(settings, job["id"])["status"] == "running" and time.time() < deadline:
+    while retrain_jobs.read_job(settings, job.id).status == "running" and time.time() < deadline:
         time.sleep(0.2)
-    record = retrain_jobs.read_job(settings, job["id"])
-    assert record["status"] == "failed", record
-    assert "no-data-here" in record["error"]
+    record = retrain_jobs.read_job(settings, job.id)
+    assert record.status == "failed", record
+    assert record.error and "no-data-here" in record.error
     while retrain_jobs.retrain_running(settings) and time.time() < deadline:
         time.sleep(0.1)  # the record is written just before the process exits
     assert not retrain_jobs.retrain_running(settings)
-    assert os.path.getsize(record["log"]) > 0
+    assert record.log and os.path.getsize(record.log) > 0

@@ -136,7 +136,7 @@ def test_loaded_dataset_keeps_every_row_and_image(sample_dataset, raw_x: pd.Data
 
 def test_find_challenge_files_locates_the_sample(data_dir: Path) -> None:
     found = find_challenge_files(data_dir)
-    assert found["x"] == data_dir / "X_train.csv"
-    assert found["y"] == data_dir / "Y_train.csv"
-    assert found["images"] == data_dir / "image_train"
-    assert found["image_only"] == data_dir / "image_only_train.csv"
+    assert found.x == data_dir / "X_train.csv"
+    assert found.y == data_dir / "Y_train.csv"
+    assert found.images == data_dir / "image_train"
+    assert found.image_only == data_dir / "image_only_train.csv"

@@ -2,38 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from prodtype.loop.model_versions import ModelsListing, ModelVersionView
+from prodtype.loop.retrain_jobs import JobRecord
+from prodtype.loop.trigger import TriggerStatus
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ModelVersionPublic(BaseModel):
-    version: int
-    status: str = Field(description="champion, challenger, rolled_back, pending or registered")
-    aliases: list[str]
-    serving: bool = Field(description="Whether this service answers with this version now")
-    reason: str | None = Field(description="Why it was or was not promoted")
-    eval_weighted_f1: float | None = Field(description="Weighted F1 on the fixed evaluation set")
-    created_at: str
-    run_id: str | None
-    source: str
-    metrics: dict[str, float]
-    tags: dict[str, str]
+class ModelVersionPublic(ModelVersionView):
+    """A registered version (built from :class:`prodtype.loop.model_versions.ModelVersionView`)."""
 
 
-class ModelsPublic(BaseModel):
-    model: str
-    champion: int | None
-    serving_version: int | None
+class ModelsPublic(ModelsListing):
+    data: Sequence[ModelVersionPublic]
     serving_model_version: str | None = Field(description="The version string predictions record")
     follower: dict[str, Any]
-    data: list[ModelVersionPublic]
-    count: int
-    history: list[dict[str, Any]]
 
 
 class ModelChange(_Request):
@@ -52,30 +42,11 @@ class RetrainRequest(_Request):
     force: bool = Field(default=True, description="Train even if the trigger has not fired")
 
 
-class RetrainJobPublic(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    status: str = Field(description="running, succeeded or failed")
-    step: str | None = None
-    requested_by: str | None = None
-    created_at: str | None = None
-    updated_at: str | None = None
-    result: dict[str, Any] | None = None
-    error: str | None = None
+class RetrainJobPublic(JobRecord):
+    """A retrain job (built from :class:`prodtype.loop.retrain_jobs.JobRecord`)."""
 
 
-class RetrainStatusPublic(BaseModel):
-    should_retrain: bool
-    reasons: list[str]
-    new_reviewed_products: int
-    min_new_reviews: int
-    live_accuracy: float | None
-    live_accuracy_reviews: int
-    live_accuracy_threshold: float
-    live_accuracy_window: int
-    live_accuracy_min_reviews: int
-    last_training_reviewed_until: str | None
-    awaiting_review: int
-    rejected_total: int
+class RetrainStatusPublic(TriggerStatus):
+    """The trigger's figures (:class:`prodtype.loop.trigger.TriggerStatus`) and whether a retrain runs."""
+
     running: bool = Field(description="Whether a retrain is running now")

@@ -103,11 +103,10 @@ def retrain_cmd(
         if step is None:
             with retrain_jobs.retrain_lock(ctx.settings):
                 run_dir = retrain.new_run_dir(ctx, run_name) if run_name else None
-                _print_json(
-                    retrain.run_all(
-                        ctx, force=force, run_dir=run_dir, shuffle_labels=shuffle_labels, progress=not quiet
-                    )
+                result = retrain.run_all(
+                    ctx, force=force, run_dir=run_dir, shuffle_labels=shuffle_labels, progress=not quiet
                 )
+                _print_json(result.printed())
             return
         if step == "check":
             status = retrain.check(ctx)
@@ -155,7 +154,7 @@ def _run_job(ctx: Any, job_id: str, force: bool, shuffle_labels: bool) -> None:
         retrain_jobs.update_job(settings, job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise
     retrain_jobs.update_job(settings, job_id, status="succeeded", step="done", result=result)
-    _print_json(result)
+    _print_json(result.printed())
 
 
 def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
@@ -167,22 +166,18 @@ def models_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         ctx = _ctx()
         listing = model_versions.list_models(Registry.from_settings(ctx.settings))
     if as_json:
-        _print_json(listing)
+        _print_json(listing.model_dump(mode="json"))
         return
-    table = Table(title=f"registered model {listing['model']!r}")
+    table = Table(title=f"registered model {listing.model!r}")
     for col in ("version", "status", "eval weighted F1", "created", "reason"):
         table.add_column(col)
-    for v in listing["data"]:
-        f1 = v["eval_weighted_f1"]
+    for v in listing.data:
+        f1 = v.eval_weighted_f1
         table.add_row(
-            str(v["version"]),
-            v["status"],
-            "" if f1 is None else f"{f1:.4f}",
-            v["created_at"][:19],
-            v["reason"] or "",
+            str(v.version), v.status, "" if f1 is None else f"{f1:.4f}", v.created_at[:19], v.reason or ""
         )
     out.print(table)
-    if not listing["data"]:
+    if not listing.data:
         err.print("no version registered yet: run `prodtype retrain --force`")
 
 
@@ -208,7 +203,7 @@ def models_promote(
             check=lambda p: load_checked(p, codes),
             ledger=PromotionLedger(ctx.sessions()),
         )
-    _print_json(info)
+    _print_json(info.model_dump(mode="json"))
 
 
 def models_rollback(
@@ -231,7 +226,7 @@ def models_rollback(
             check=lambda p: load_checked(p, codes),
             ledger=PromotionLedger(ctx.sessions()),
         )
-    _print_json(info)
+    _print_json(info.model_dump(mode="json"))
 
 
 def monitor_cmd(

@@ -9,8 +9,6 @@ import enum
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -94,40 +92,41 @@ def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None
     _serve(get_settings(), host, port, workers)
 
 
-def train_default_model(settings: Settings) -> Path:
-    """Train a bundle on the challenge files in PRODTYPE_DATA_DIR into ``storage_dir/models``."""
-    from prodtype.data.challenge import find_challenge_files, load_dataset
-    from prodtype.ml.train import train_model
+def _first_champion(settings: Settings) -> None:
+    """The registry's champion, or a first model registered as version 1 and made the champion (trained on
+    PRODTYPE_DATA_DIR, or a bundle left under ``storage/models`` by an earlier prodtype)."""
+    from prodtype.loop.first_model import ensure_champion
+    from prodtype.loop.registry import RegistryError
+    from prodtype.loop.retrain import LoopContext
+    from prodtype.loop.retrain_jobs import retrain_lock
 
-    if settings.data_dir is None:
-        raise typer.BadParameter(
-            "no model to serve and no data to train one: set PRODTYPE_MODEL_PATH to a model bundle, "
-            "or PRODTYPE_DATA_DIR to a folder with the challenge files "
-            "(X_train.csv, Y_train.csv, image_train/)"
-        )
-    files = find_challenge_files(settings.data_dir)
-    dataset = load_dataset(files["x"], files["y"], files["images"], files["image_only"])  # type: ignore[arg-type]
-    out_dir = settings.models_dir / datetime.now(UTC).strftime("model-%Y%m%dT%H%M%SZ")
-    console.print(f"No model configured: training one on {len(dataset)} products from {settings.data_dir}")
-    # Features are cached under the storage folder: a second training on the same photos and texts is fast.
-    train_model(
-        dataset,
-        out_dir,
-        image_cache_dir=settings.resolved_image_cache_dir,
-        text_cache_dir=settings.text_cache_dir,
+    legacy = find_model(settings)
+    if legacy is not None and settings.data_dir is None:
+        # nothing to evaluate it on, so it cannot be registered: served as configured, as before
+        console.print(f"Model: {legacy} (not registered: set PRODTYPE_DATA_DIR to register it)")
+        return
+    ctx = LoopContext.from_settings(settings)
+    with exit_on((ServiceError, RegistryError), 2), retrain_lock(settings, "prodtype run: first model"):
+        first = ensure_champion(ctx, legacy_bundle=legacy, say=console.print)
+    name = ctx.registry.model_name
+    if not first.created:
+        console.print(f"Model: {name} version {first.version}, the champion in the registry")
+        return
+    how = "trained" if first.trained else f"registered from {first.adopted_from}"
+    console.print(
+        f"Model {how} as [bold]{name} version {first.version}[/bold], the champion (weighted F1 "
+        f"{first.eval_weighted_f1:.4f} on the evaluation set; run folder {first.run_dir})"
     )
-    return out_dir
 
 
 def run(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
-    """Everything `make run` needs: a model (trained if none), the database, the first admin, the server."""
+    """Everything `make run` needs: a model (the registry's champion, trained first if there is none), the
+    database, the first admin, the server."""
     settings = get_settings()
-    model = find_model(settings)
-    if model is None:
-        model = train_default_model(settings)
-        console.print(f"Model trained and saved in [bold]{model}[/bold] (served from there from now on)")
+    if settings.model_path is not None:
+        console.print(f"Model: {settings.model_path} (PRODTYPE_MODEL_PATH)")
     else:
-        console.print(f"Model: {model}")
+        _first_champion(settings)
     console.print(f"Database: {describe_url(settings.resolved_database_url)}")
     with _service_errors(), _database(settings) as session:
         password = settings.admin_password.get_secret_value() if settings.admin_password else None

@@ -249,7 +249,20 @@ def load_dataset(
     )
 
 
-def find_challenge_files(data_dir: Path) -> dict[str, Path | None]:
+@dataclass(frozen=True)
+class ChallengeFiles:
+    """Where a download folder keeps the challenge files (``images`` and ``image_only`` may be absent)."""
+
+    x: Path
+    y: Path
+    images: Path | None
+    image_only: Path | None
+
+    def load(self) -> Dataset:
+        return load_dataset(self.x, self.y, self.images, self.image_only)
+
+
+def find_challenge_files(data_dir: Path) -> ChallengeFiles:
     """Locate the usual file names in a download folder (official names first, then the sample's)."""
     data_dir = Path(data_dir)
 
@@ -267,9 +280,9 @@ def find_challenge_files(data_dir: Path) -> dict[str, Path | None]:
             f"{data_dir}: expected X_train_update.csv (or X_train.csv) and Y_train_CVw08PX.csv "
             "(or Y_train.csv); see the README for how to download the challenge data"
         )
-    return {
-        "x": x,
-        "y": y,
-        "images": first("image_train", "images/image_train"),
-        "image_only": first("image_only_train.csv"),
-    }
+    return ChallengeFiles(
+        x=x,
+        y=y,
+        images=first("image_train", "images/image_train"),
+        image_only=first("image_only_train.csv"),
+    )

@@ -6,37 +6,79 @@ broken bundle is refused here and the alias never points to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
+
 from prodtype.loop.ledger import PromotionLedger
-from prodtype.loop.registry import CHAMPION, Registry, RegistryError, UnknownVersionError
+from prodtype.loop.registry import (
+    CHAMPION,
+    ModelVersionInfo,
+    Registry,
+    RegistryError,
+    UnknownVersionError,
+)
 from prodtype.serving.errors import ConflictError, InvalidInputError, NotFoundError
 
 Checker = Callable[[Path], Any]
 
 
-def _describe(info: Any, serving: int | None) -> dict[str, Any]:
-    out: dict[str, Any] = info.to_dict()
-    out["serving"] = serving == info.version
-    out["status"] = "champion" if CHAMPION in info.aliases else info.tags.get("promotion", "registered")
-    out["reason"] = info.tags.get("promotion_reason")
-    out["eval_weighted_f1"] = info.metrics.get("eval_weighted_f1")
-    return out
+class ModelVersionView(BaseModel):
+    """One registered version as people see it (the API's ``ModelVersionPublic`` is this)."""
+
+    version: int
+    status: str = Field(description="champion, challenger, rolled_back, pending or registered")
+    aliases: list[str]
+    serving: bool = Field(description="Whether this service answers with this version now")
+    reason: str | None = Field(description="Why it was or was not promoted")
+    eval_weighted_f1: float | None = Field(description="Weighted F1 on the fixed evaluation set")
+    created_at: str
+    run_id: str | None
+    source: str
+    metrics: dict[str, float]
+    tags: dict[str, str]
 
 
-def list_models(registry: Registry, serving_version: int | None = None) -> dict[str, Any]:
+class ModelsListing(BaseModel):
+    """Every registered version, newest first, with the champion and the champion history."""
+
+    model: str
+    champion: int | None
+    serving_version: int | None
+    data: Sequence[ModelVersionView]
+    count: int
+    history: list[dict[str, Any]]
+
+
+def _describe(info: ModelVersionInfo, serving: int | None) -> ModelVersionView:
+    return ModelVersionView(
+        version=info.version,
+        status="champion" if CHAMPION in info.aliases else info.tags.get("promotion", "registered"),
+        aliases=list(info.aliases),
+        serving=serving == info.version,
+        reason=info.tags.get("promotion_reason"),
+        eval_weighted_f1=info.metrics.get("eval_weighted_f1"),
+        created_at=info.created_at.isoformat(),
+        run_id=info.run_id,
+        source=info.source,
+        metrics=dict(info.metrics),
+        tags=dict(info.tags),
+    )
+
+
+def list_models(registry: Registry, serving_version: int | None = None) -> ModelsListing:
     versions = registry.versions()
     champion = next((v.version for v in versions if CHAMPION in v.aliases), None)
-    return {
-        "model": registry.model_name,
-        "champion": champion,
-        "serving_version": serving_version,
-        "data": [_describe(v, serving_version) for v in versions],
-        "count": len(versions),
-        "history": registry.history(),
-    }
+    return ModelsListing(
+        model=registry.model_name,
+        champion=champion,
+        serving_version=serving_version,
+        data=[_describe(v, serving_version) for v in versions],
+        count=len(versions),
+        history=registry.history(),
+    )
 
 
 def _checked(registry: Registry, version: int, check: Checker | None) -> Path | None:
@@ -67,7 +109,7 @@ def promote(
     reason: str | None = None,
     check: Checker | None = None,
     ledger: PromotionLedger | None = None,
-) -> dict[str, Any]:
+) -> ModelVersionView:
     """Make ``version`` the champion after checking its bundle, and record it in ``ledger`` (prodtype's
     database: running services serve only what is recorded there)."""
     try:
@@ -102,7 +144,7 @@ def rollback(
     reason: str | None = None,
     check: Checker | None = None,
     ledger: PromotionLedger | None = None,
-) -> dict[str, Any]:
+) -> ModelVersionView:
     """Give the champion alias back to the previous champion (after checking its bundle). With a ledger,
     the previous champion is the one prodtype recorded (the registry's own history is writable by
     anyone who can reach MLflow)."""

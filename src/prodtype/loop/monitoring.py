@@ -43,7 +43,7 @@ def total_variation(expected: dict[int, float], actual: dict[int, float]) -> flo
 def training_counts(ctx: LoopContext) -> dict[int, int]:
     if ctx.settings.data_dir is None:
         return {}
-    labels = read_labels(find_challenge_files(ctx.settings.data_dir)["y"])  # type: ignore[arg-type]
+    labels = read_labels(find_challenge_files(ctx.settings.data_dir).y)
     counts = labels.value_counts()
     return {int(str(k)): int(v) for k, v in counts.items()}
 

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, Field
 
 import prodtype
 from prodtype.config import LoopSettings, Settings, get_settings
-from prodtype.data.challenge import DataError, Dataset, find_challenge_files, load_dataset
+from prodtype.data.challenge import DataError, Dataset, find_challenge_files
 from prodtype.files import atomic_write_text
 from prodtype.loop.evalset import EvalSplit, load_or_make_split
 from prodtype.loop.feedback import combine, export_feedback, load_feedback
@@ -39,6 +40,40 @@ log = logging.getLogger(__name__)
 
 STATE = "state.json"
 WATERMARK_TAG = "feedback_reviewed_until"
+
+
+class PromotionOutcome(BaseModel):
+    """What the promote step did with the registered candidate."""
+
+    version: int = Field(description="The candidate's registry version")
+    promoted: bool
+    reason: str = Field(description="Why it was or was not promoted")
+    champion: int | None = Field(description="The champion after the step")
+
+
+class RetrainResult(BaseModel):
+    """A whole retrain (:func:`run_all`): trained or not, and what became of the candidate.
+
+    When the trigger did not fire only ``retrained``, ``reason`` and ``trigger`` are set (and printed)."""
+
+    retrained: bool
+    reason: str
+    trigger: TriggerStatus
+    run_dir: str | None = None
+    version: int | None = None
+    promoted: bool | None = None
+    champion: int | None = None
+    candidate_metrics: dict[str, float | int] | None = Field(
+        default=None, description="weighted_f1, macro_f1, accuracy and n on the evaluation set"
+    )
+    champion_metrics: dict[str, float | int] | None = None
+    feedback_rows: int | None = None
+    base_rows: int | None = None
+
+    def printed(self) -> dict[str, Any]:
+        """The JSON the CLI prints and a job record keeps (the fields a retrain that did not run lacks are
+        left out, not null)."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 @dataclass
@@ -123,8 +158,7 @@ def load_base(ctx: LoopContext) -> Dataset:
             "PRODTYPE_DATA_DIR is not set: it must name the folder with the challenge files"
         )
     try:
-        files = find_challenge_files(ctx.settings.data_dir)
-        return load_dataset(files["x"], files["y"], files["images"], files["image_only"])  # type: ignore[arg-type]
+        return find_challenge_files(ctx.settings.data_dir).load()
     except DataError as exc:
         raise InvalidInputError(str(exc)) from None
 
@@ -346,7 +380,7 @@ def register(ctx: LoopContext, run_dir: Path, trigger: list[str] | None = None) 
     return info
 
 
-def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> dict[str, Any]:
+def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> PromotionOutcome:
     """Apply the promotion rule to the registered candidate: champion, or challenger with the reason."""
     run_dir = Path(run_dir)
     state = read_state(run_dir)
@@ -373,13 +407,13 @@ def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> dict[s
         )
     elif not decision["promote"]:
         ctx.registry.mark_challenger(version, reason=decision["reason"])
-    outcome = {
-        "version": version,
-        "promoted": bool(decision["promote"]),
-        "reason": decision["reason"],
-        "champion": ctx.registry.alias_version(CHAMPION),
-    }
-    write_state(run_dir, outcome=outcome)
+    outcome = PromotionOutcome(
+        version=version,
+        promoted=bool(decision["promote"]),
+        reason=decision["reason"],
+        champion=ctx.registry.alias_version(CHAMPION),
+    )
+    write_state(run_dir, outcome=outcome.model_dump(mode="json"))
     return outcome
 
 
@@ -394,7 +428,7 @@ RUN_STEPS: dict[str, RunStep] = {
     },
     "evaluate": lambda ctx, run_dir, _shuffle, _progress: evaluate(ctx, run_dir).to_dict(),
     "register": lambda ctx, run_dir, _shuffle, _progress: register(ctx, run_dir).to_dict(),
-    "promote": lambda ctx, run_dir, _shuffle, _progress: promote(ctx, run_dir),
+    "promote": lambda ctx, run_dir, _shuffle, _progress: promote(ctx, run_dir).model_dump(mode="json"),
 }
 STEPS = ("check", *RUN_STEPS)
 
@@ -406,12 +440,12 @@ def run_all(
     run_dir: Path | None = None,
     shuffle_labels: bool = False,
     progress: bool = False,
-    on_step: Any = None,
-) -> dict[str, Any]:
+    on_step: Callable[[str], object] | None = None,
+) -> RetrainResult:
     """Every step in one process. Without ``force`` nothing is trained unless the trigger fires."""
     status = check(ctx)
     if not (force or status.should_retrain):
-        return {"retrained": False, "reason": "the trigger did not fire", "trigger": status.to_dict()}
+        return RetrainResult(retrained=False, reason="the trigger did not fire", trigger=status)
     run_dir = run_dir or new_run_dir(ctx)
     write_state(run_dir, trigger=status.reasons or ["forced"], started_at=datetime.now(UTC).isoformat())
     for step, run_step in RUN_STEPS.items():
@@ -419,13 +453,17 @@ def run_all(
             on_step(step)
         run_step(ctx, run_dir, shuffle_labels, progress)
     state = read_state(run_dir)
-    return {
-        "retrained": True,
-        "run_dir": str(run_dir),
-        **state["outcome"],
-        "candidate_metrics": state["candidate_metrics"],
-        "champion_metrics": state.get("champion_metrics"),
-        "feedback_rows": state.get("feedback_rows"),
-        "base_rows": state.get("base_rows"),
-        "trigger": status.to_dict(),
-    }
+    outcome = PromotionOutcome.model_validate(state["outcome"])
+    return RetrainResult(
+        retrained=True,
+        run_dir=str(run_dir),
+        version=outcome.version,
+        promoted=outcome.promoted,
+        reason=outcome.reason,
+        champion=outcome.champion,
+        candidate_metrics=state["candidate_metrics"],
+        champion_metrics=state.get("champion_metrics"),
+        feedback_rows=state.get("feedback_rows"),
+        base_rows=state.get("base_rows"),
+        trigger=status,
+    )

@@ -12,7 +12,6 @@ the step reached, the outcome, and the log file of the child process.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -23,18 +22,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings
 
 from prodtype.config import Settings
 from prodtype.files import atomic_write_text, try_lock
+from prodtype.loop.retrain import RetrainResult
 from prodtype.serving.errors import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
 
 LOCK_FD_ENV = "PRODTYPE_RETRAIN_LOCK_FD"
+JobStatus = Literal["running", "succeeded", "failed"]
 
 
 def lock_path(settings: Settings) -> Path:
@@ -81,8 +82,28 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _write(path: Path, record: dict[str, Any]) -> None:
-    atomic_write_text(path, json.dumps(record, indent=2, default=str))
+class JobRecord(BaseModel):
+    """A retrain job as its JSON file keeps it (the API's ``RetrainJobPublic`` is this)."""
+
+    id: str
+    status: JobStatus = Field(description="running, succeeded or failed")
+    step: str | None = Field(default=None, description="The step reached (starting, check, export, …, done)")
+    requested_by: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    pid: int | None = None
+    log: str | None = Field(default=None, description="The child process's log file")
+    run_dir: str | None = None
+    result: RetrainResult | None = None
+    error: str | None = None
+
+
+def _write(path: Path, record: JobRecord) -> None:
+    atomic_write_text(path, record.model_dump_json(indent=2, exclude_none=True))
+
+
+def _load(path: Path) -> JobRecord:
+    return JobRecord.model_validate_json(path.read_text())
 
 
 def job_file(settings: Settings, job_id: str) -> Path:
@@ -91,14 +112,16 @@ def job_file(settings: Settings, job_id: str) -> Path:
     return jobs_dir(settings) / f"{job_id}.json"
 
 
-def read_job(settings: Settings, job_id: str) -> dict[str, Any]:
+def read_job(settings: Settings, job_id: str) -> JobRecord:
     path = job_file(settings, job_id)
     if not path.is_file():
         raise NotFoundError(f"no retrain job {job_id!r}")
-    record: dict[str, Any] = json.loads(path.read_text())
-    if record.get("status") == "running" and not (_alive(record.get("pid")) and retrain_running(settings)):
+    record = _load(path)
+    if record.status == "running" and not (_alive(record.pid) and retrain_running(settings)):
         # the process is gone without writing its end (killed): say so rather than "running" forever
-        record.update(status="failed", error="the retrain process ended without finishing (killed?)")
+        record = record.model_copy(
+            update={"status": "failed", "error": "the retrain process ended without finishing (killed?)"}
+        )
     return record
 
 
@@ -114,10 +137,10 @@ def _alive(pid: object) -> bool:
     return True
 
 
-def update_job(settings: Settings, job_id: str, **fields: Any) -> dict[str, Any]:
+def update_job(settings: Settings, job_id: str, **fields: Any) -> JobRecord:
     path = job_file(settings, job_id)
-    record: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {"id": job_id}
-    record.update(fields, updated_at=_now())
+    current = _load(path).model_dump(exclude_none=True) if path.is_file() else {"id": job_id}
+    record = JobRecord.model_validate({**current, **fields, "updated_at": _now()})
     _write(path, record)
     return record
 
@@ -146,7 +169,7 @@ def start_job(
     *,
     force: bool = True,
     extra_args: list[str] | None = None,
-) -> dict[str, Any]:
+) -> JobRecord:
     """Start a retrain in a child process and return its job record; ConflictError while one runs."""
     fd = try_lock(lock_path(settings))
     if fd is None:
@@ -177,19 +200,18 @@ def start_job(
             proc = subprocess.Popen(  # noqa: S603 (our own interpreter and module, fixed arguments)
                 cmd, stdout=out, stderr=subprocess.STDOUT, pass_fds=(fd,), env=env, start_new_session=True
             )
-        update_job(settings, job_id, pid=proc.pid)
+        record = update_job(settings, job_id, pid=proc.pid)
     finally:
         os.close(fd)  # the child holds the lock from here on
     threading.Thread(
         target=_reap, args=(settings, job_id, proc), daemon=True, name=f"retrain-{job_id}"
     ).start()
-    return {**record, "pid": proc.pid}
+    return record
 
 
 def _reap(settings: Settings, job_id: str, proc: subprocess.Popen[bytes]) -> None:
     code = proc.wait()
-    record = json.loads(job_file(settings, job_id).read_text())
-    if record.get("status") == "running":
+    if _load(job_file(settings, job_id)).status == "running":
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         update_job(
             settings, job_id, status="failed", error=f"the retrain process ended ({how}) before finishing"

@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,13 +21,16 @@ from prodtype.config import LoopSettings
 from prodtype.db.tables import Prediction, Status
 
 
-@dataclass(frozen=True)
-class TriggerStatus:
+class TriggerStatus(BaseModel):
+    """The trigger's figures and its decision (the API's ``GET /retrain/status`` is built from this)."""
+
+    model_config = ConfigDict(frozen=True)
+
     should_retrain: bool
     reasons: list[str]
-    new_reviewed_products: int
+    new_reviewed_products: int = Field(description="Accepted reviews since the last training's watermark")
     min_new_reviews: int
-    live_accuracy: float | None
+    live_accuracy: float | None = Field(description="Share accepted unchanged among the recent reviews")
     live_accuracy_reviews: int
     live_accuracy_threshold: float
     live_accuracy_window: int
@@ -35,10 +38,9 @@ class TriggerStatus:
     last_training_reviewed_until: str | None
     awaiting_review: int
     rejected_total: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump(mode="json")
 
 
 def _accepted_since(since: datetime | None) -> Any:

@@ -35,7 +35,7 @@ def list_models(request: Request, _admin: AdminUser) -> ModelsPublic:
     serving, follower = _serving(request)
     listing = model_versions.list_models(registry_of(request), serving)
     return ModelsPublic(
-        **listing,
+        **listing.model_dump(),
         serving_model_version=request.app.state.model_holder.version,
         follower=follower,
     )
@@ -45,17 +45,17 @@ def _ledger(request: Request) -> PromotionLedger:
     return PromotionLedger(request.app.state.sessions)
 
 
-def _changed(request: Request, info: dict[str, Any]) -> ModelChangePublic:
+def _changed(request: Request, info: model_versions.ModelVersionView) -> ModelChangePublic:
     # The ledger has recorded the change (and its audit event); the follower switches when it next looks.
     follower = follower_of(request)
     if follower is not None:
-        follower.allow_retry(info["version"])
+        follower.allow_retry(info.version)
         follower.wake()
     serving, _ = _serving(request)
     return ModelChangePublic(
-        champion=ModelVersionPublic(**info),
+        champion=ModelVersionPublic.model_validate(info.model_dump()),
         serving_version=serving,
-        detail=f"version {info['version']} is the champion; the service switches to it in the background",
+        detail=f"version {info.version} is the champion; the service switches to it in the background",
     )
 
 

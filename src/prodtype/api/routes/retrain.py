@@ -33,9 +33,9 @@ def start_retrain(
     """Start a retrain in the background (one at a time: 409 while one runs); poll GET /retrain/{job_id}."""
     force = body.force if body else True
     job = retrain_jobs.start_job(request.app.state.settings, admin.username, force=force)
-    audit.record(session, "retrain.started", "retrain", job["id"], admin, {"force": force})
+    audit.record(session, "retrain.started", "retrain", job.id, admin, {"force": force})
     session.commit()
-    return RetrainJobPublic(**job)
+    return RetrainJobPublic.model_validate(job.model_dump())
 
 
 @router.get("/status")
@@ -45,7 +45,7 @@ def retrain_status(request: Request, session: SessionDep, _admin: AdminUser) -> 
     ctx = LoopContext(settings, registry_of(request))
     status = trigger_status(session, ctx.loop, watermark(ctx))
     running = retrain_jobs.retrain_running(settings)
-    return RetrainStatusPublic(**{k: v for k, v in status.to_dict().items() if k != "extra"}, running=running)
+    return RetrainStatusPublic(**status.model_dump(), running=running)
 
 
 @router.get("/{job_id}")
@@ -58,4 +58,5 @@ def read_retrain(
     ],
 ) -> RetrainJobPublic:
     """A retrain job: its status, the step it reached, and its outcome (version, promoted or why not)."""
-    return RetrainJobPublic(**retrain_jobs.read_job(request.app.state.settings, job_id))
+    job = retrain_jobs.read_job(request.app.state.settings, job_id)
+    return RetrainJobPublic.model_validate(job.model_dump())
