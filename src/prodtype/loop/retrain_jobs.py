@@ -218,7 +218,7 @@ def _reap(settings: Settings, job_id: str, proc: subprocess.Popen[bytes]) -> Non
         )
 
 
-def recent_jobs(settings: Settings, limit: int = 10) -> list[dict[str, Any]]:
+def recent_jobs(settings: Settings, limit: int = 10) -> list[JobRecord]:
     """The newest ``limit`` job records, newest first (ids start with their UTC start time)."""
     folder = jobs_dir(settings)
     if not folder.is_dir():

@@ -88,7 +88,7 @@ def training_mix(data_dir: Path | None) -> dict[int, int]:
     if data_dir is None:
         return {}
     try:
-        path = find_challenge_files(data_dir)["y"]
+        path = find_challenge_files(data_dir).y
     except DataError:
         return {}
     if path is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -165,33 +165,35 @@ def _models(
     follower = follower_of(request)
     serving = follower.serving_version if follower is not None else None
     try:
-        listing: dict[str, Any] = model_versions.list_models(registry_of(request), serving)
+        listing = model_versions.list_models(registry_of(request), serving)
     except Exception as exc:  # the registry's store cannot be read: say so on the page
-        listing = {"model": "?", "champion": None, "data": [], "history": []}
+        listing = model_versions.ModelsListing(
+            model="?", champion=None, serving_version=serving, data=[], count=0, history=[]
+        )
         error = error or f"the model registry cannot be read: {type(exc).__name__}: {exc}"
         status = status if status != 200 else 503
-    versions = listing["data"]
-    champion = next((v for v in versions if v["version"] == listing["champion"]), None)
+    versions = list(listing.data)
+    champion = next((v for v in versions if v.version == listing.champion), None)
     chosen_number = ascii_number(compare, 9)
-    chosen = next((v for v in versions if v["version"] == chosen_number), None)
+    chosen = next((v for v in versions if v.version == chosen_number), None)
     if chosen is None:  # by default the newest version that is not the champion
         chosen = next((v for v in versions if v is not champion), None)
     chart = None
     if chosen is not None:
-        mine = _per_class(chosen["metrics"])
-        theirs = _per_class(champion["metrics"]) if champion is not None and champion is not chosen else {}
+        mine = _per_class(chosen.metrics)
+        theirs = _per_class(champion.metrics) if champion is not None and champion is not chosen else {}
         if mine:
             rows = [
                 (f"{code} {catalog.name(code)}", mine[code], theirs.get(code))
                 for code in sorted(mine, key=lambda c: mine[c] - theirs.get(c, mine[c]))
             ]
             title = _("Per-class F1: version %(a)s against the champion (version %(b)s)") % {
-                "a": chosen["version"],
-                "b": champion["version"] if champion is not None else "—",
+                "a": chosen.version,
+                "b": champion.version if champion is not None else "—",
             }
             chart = compare_bars(
                 rows,
-                _("version %(v)s") % {"v": chosen["version"]},
+                _("version %(v)s") % {"v": chosen.version},
                 _("champion"),
                 title,
             )
@@ -268,9 +270,9 @@ def promote_model(
         return _models(request, catalog, admin, version, 403, str(exc))
     except ServiceError as exc:
         return _models(request, catalog, admin, version, status_for(exc), str(exc))
-    _changed(request, int(info["version"]))
+    _changed(request, info.version)
     notice = _("Version %(v)s is the champion; the service switches to it in the background.") % {
-        "v": info["version"]
+        "v": info.version
     }
     return _models(request, catalog, admin, version, notice=notice)
 
@@ -297,8 +299,8 @@ def rollback_model(
         return _models(request, catalog, admin, "", 403, str(exc))
     except ServiceError as exc:
         return _models(request, catalog, admin, "", status_for(exc), str(exc))
-    _changed(request, int(info["version"]))
-    notice = _("Rolled back: version %(v)s is the champion again.") % {"v": info["version"]}
+    _changed(request, info.version)
+    notice = _("Rolled back: version %(v)s is the champion again.") % {"v": info.version}
     return _models(request, catalog, admin, notice=notice)
 
 
@@ -320,7 +322,7 @@ def _retrain(
         since = None
     trigger = trigger_status(session, settings.loop, since)
     jobs = retrain_jobs.recent_jobs(settings, 10)
-    running = next((j for j in jobs if j.get("status") == "running"), None)
+    running = next((j for j in jobs if j.status == "running"), None)
     shown = running
     if JOB_ID.fullmatch(job):
         try:
@@ -358,9 +360,9 @@ def retrain_now(
         return _retrain(request, session, admin, status=403, error=str(exc))
     except ServiceError as exc:
         return _retrain(request, session, admin, status=status_for(exc), error=str(exc))
-    audit.record(session, "retrain.started", "retrain", job["id"], admin, {"force": True, "from": "web"})
+    audit.record(session, "retrain.started", "retrain", job.id, admin, {"force": True, "from": "web"})
     session.commit()
-    return redirect(f"/retrain?job={job['id']}")
+    return redirect(f"/retrain?job={job.id}")
 
 
 @router.get("/retrain/jobs/{job_id}", response_class=JSONResponse)
@@ -374,4 +376,4 @@ def retrain_job(job_id: str, request: Request, _admin: PageAdmin) -> Response:
     except NotFoundError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=404, headers=NO_STORE)
     keys = ("id", "status", "step", "requested_by", "created_at", "updated_at", "error")
-    return JSONResponse({k: record.get(k) for k in keys}, headers=NO_STORE)
+    return JSONResponse({k: getattr(record, k) for k in keys}, headers=NO_STORE)
