@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 import prodtype
+from prodtype.api.alert_metrics import install_alert_metrics
 from prodtype.api.errors import register_exception_handlers
 from prodtype.api.guards import AuthenticateFirst, NoSniff
 from prodtype.api.limits import RequestSizeLimit
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     install_metrics(app)  # /metrics, and counting requests and predictions
     install_web(app)  # the pages at /
     install_loop(app)  # the registry, and following the champion alias
+    install_alert_metrics(app)  # live accuracy, class-mix drift, backlog, retrain outcomes for alerting
     register_exception_handlers(app)
     install_openapi(app)  # every status code each route answers, with the real error body
     return app
