@@ -146,7 +146,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_prodtype_postgres_mlflow_and_prometheus_with_healthchecks() -> None:
     services = compose()["services"]
-    assert set(services) == {"prodtype", "postgres", "mlflow", "prometheus"}
+    assert set(services) == {"prodtype", "postgres", "mlflow", "prometheus", "alertmanager"}
     for name, service in services.items():
         test = service.get("healthcheck", {}).get("test")
         assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
