@@ -17,7 +17,18 @@ from prodtype.api.limits import RequestSizeLimit
 from prodtype.api.loop import install_loop
 from prodtype.api.metrics import install_metrics
 from prodtype.api.openapi import install_openapi
-from prodtype.api.routes import audit, auth, bulk, categories, health, models, predictions, retrain, users
+from prodtype.api.routes import (
+    audit,
+    auth,
+    bulk,
+    categories,
+    health,
+    model_cards,
+    models,
+    predictions,
+    retrain,
+    users,
+)
 from prodtype.api.schemas import API_PREFIX
 from prodtype.catalog import load_catalog
 from prodtype.config import Settings, get_settings
@@ -99,7 +110,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     )
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, predictions, bulk, categories, health, users, audit, models, retrain):
+    for module in (auth, predictions, bulk, categories, health, users, audit, models, model_cards, retrain):
         api.include_router(module.router)
     app.include_router(api)
     install_metrics(app)  # /metrics, and counting requests and predictions
