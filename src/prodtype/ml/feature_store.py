@@ -83,7 +83,16 @@ class FeatureStore:
     # -- reads --------------------------------------------------------------------------------------------
     def get(self, key: str) -> np.ndarray | None:
         """The vector stored under ``key``, or None (absent, or of the wrong length)."""
-        return self.get_many([key]).get(key)
+        with self._lock:
+            row = (
+                self._connection()
+                .execute("SELECT vector FROM features WHERE namespace = ? AND key = ?", (self.namespace, key))
+                .fetchone()
+            )
+        vector = None if row is None else self._decode(row[0])
+        if vector is None and self.legacy and (self.root / self.namespace).is_dir():
+            return self.get_many([key]).get(key)
+        return vector
 
     def get_many(self, keys: Iterable[str]) -> dict[str, np.ndarray]:
         """The stored vectors among ``keys`` (absent ones are left out); legacy files are migrated."""
