@@ -3,8 +3,9 @@ prediction latency and the model being served.
 
 Only aggregates are exported (counts and timings by route template, type code and model version), never
 usernames, ids or product text, so the endpoint needs no login. Each app has its own registry, so that
-several apps in one process (the tests) do not share counters. With several worker processes each one
-counts its own requests; serve one worker per container and scale containers (see deploy/).
+several apps in one process (the tests) do not share counters. With several worker processes
+(``prodtype serve --workers N``) the figures are kept in prometheus-client's multiprocess mode, so that any
+worker's ``/metrics`` answers for all of them (:mod:`prodtype.api.multiproc`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from prometheus_client.registry import Collector
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from prodtype.api import multiproc
 from prodtype.ml.predictor import Prediction, Predictor, PreparedProduct, ProductInput
 from prodtype.services.model_holder import ModelHolder
 
@@ -63,13 +65,16 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_ModelCollector(holder))
+        self.model_collector = _ModelCollector(holder)
+        self.registry.register(self.model_collector)
 
     def observe_prediction(self, result: Prediction, seconds: float, has_image: bool) -> None:
         self.predictions.labels(prdtypecode=str(result.prdtypecode)).inc()
         self.prediction_seconds.labels(has_image=str(has_image).lower()).observe(seconds)
 
     def exposition(self) -> bytes:
+        if multiproc.enabled():
+            return multiproc.exposition([self.model_collector])
         return generate_latest(self.registry)
 
 
