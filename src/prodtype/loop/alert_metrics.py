@@ -153,6 +153,6 @@ def install_alert_metrics(app: FastAPI) -> AlertFiguresCollector:
     """Add the alert figures to the app's ``/metrics`` (after ``install_metrics``), with the loop's settings
     of ``app.state.settings``."""
     collector = AlertFiguresCollector(app)
-    app.state.metrics.registry.register(collector)
+    app.state.metrics.add_live(collector)  # read from the database: the same whichever worker answers
     app.state.alert_figures = collector
     return collector
