@@ -274,6 +274,30 @@ def plot(results: list[dict[str, Any]], extra: dict[str, Any] | None, path: Path
     fig.savefig(path, dpi=110)
 
 
+def compare_fits(products: pd.DataFrame, n: int, work: Path, repeats: int) -> None:
+    """Out-of-fold + final fits one after the other (``threads=1``) against side by side (2 lanes), on the
+    same N products with warm feature caches, alternating, in this process; prints seconds and ratio."""
+    sys.path.insert(0, str(REPO / "src"))
+    from prodtype.data.challenge import load_dataset
+    from prodtype.ml.train import TrainConfig, fit_model
+
+    folder = work / f"fits-n{n}"
+    x, y = write_split(products.iloc[:n], folder, "fits")
+    dataset = load_dataset(x, y, work.parent / "image_train")
+    caches = {
+        "image_cache_dir": folder / "cache" / "image-features",
+        "text_cache_dir": folder / "cache" / "text",
+    }
+    fit_model(dataset, TrainConfig(), progress=False, **caches)  # fills the caches
+    print("| N | run | lanes | out_of_fold s | final_fit s | load |\n|---|---|---|---|---|---|")
+    for rep in range(repeats):
+        for threads in (1, 2):
+            load = os.getloadavg()[0]
+            t = fit_model(dataset, TrainConfig(threads=threads), progress=False, **caches).report["timings_s"]
+            oof, final = t["out_of_fold"], t["final_fit"]
+            print(f"| {n:,} | {rep + 1} | {threads} | {oof:.1f} | {final:.1f} | {load:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -284,7 +308,13 @@ def main() -> None:
     parser.add_argument("--predict", type=int, default=1000, help="unseen products for predict-batch")
     parser.add_argument("--target", type=int, default=84_916, help="N to extrapolate to")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare-fits", type=int, default=0, metavar="N", help="only A/B the fits on N")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    if args.compare_fits:
+        products = build_products(args.data, args.compare_fits, args.out / "data", args.seed)
+        compare_fits(products, args.compare_fits, args.out / "data" / "runs", args.repeats)
+        return
     sizes = sorted(args.sizes)
     total = sizes[-1] + RETRAIN_NEW + args.predict
     products = build_products(args.data, total, args.out / "data", args.seed)
