@@ -23,6 +23,7 @@ from prodtype.api.routes import (
     bulk,
     categories,
     health,
+    model_cards,
     model_versions,
     predictions,
     retrain,
@@ -33,6 +34,7 @@ from prodtype.catalog import load_catalog
 from prodtype.config import Settings, get_settings
 from prodtype.db import migrate
 from prodtype.db.engine import describe_url, make_engine, make_sessionmaker
+from prodtype.loop.alert_metrics import install_alert_metrics
 from prodtype.loop.champion import ChampionFollower
 from prodtype.loop.ledger import PromotionLedger
 from prodtype.loop.registry import Registry
@@ -118,10 +120,12 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     api = APIRouter(prefix=API_PREFIX)
     for module in (auth, predictions, bulk, categories, health, users, audit, model_versions, retrain):
         api.include_router(module.router)
+    api.include_router(model_cards.router)  # /models/{version}/card, beside model_versions' /models
     app.include_router(api)
     install_metrics(app)  # /metrics, and counting requests and predictions
     install_web(app)  # the pages at /
     install_loop(app)  # the registry, and following the champion alias
+    install_alert_metrics(app)  # live accuracy, class-mix drift, backlog, retrain outcomes for alerting
     register_exception_handlers(app)
     install_openapi(app)  # every status code each route answers, with the real error body
     return app

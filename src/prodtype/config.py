@@ -70,6 +70,14 @@ class LoopSettings(BaseSettings):
     follow_champion: bool = True
     champion_poll_seconds: float = Field(default=10.0, gt=0)
 
+    # The alert figures at /metrics (loop/alert_metrics.py).
+    metrics_refresh_seconds: float = Field(
+        default=15.0, ge=0.0, description="the database figures of /metrics are recomputed at most this often"
+    )
+    class_mix_window_hours: float = Field(
+        default=24.0, gt=0.0, description="predictions whose class mix is compared with the training mix"
+    )
+
     @model_validator(mode="after")
     def _eval_files_together(self) -> LoopSettings:
         if (self.eval_x_path is None) != (self.eval_y_path is None):

@@ -310,6 +310,7 @@ ROUTE_INPUT: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/categories"): ("none", 200),
     ("GET", "/api/v1/health"): ("none", 200),
     ("GET", "/api/v1/models"): ("none", 200),
+    ("GET", "/api/v1/models/{version}/card"): ("none", 404),  # nothing registered
     ("GET", "/api/v1/predictions"): ("list", 200),
     ("GET", "/api/v1/predictions/{prediction_id}"): ("none", 200),
     ("GET", "/api/v1/predictions/{prediction_id}/image"): ("none", 200),

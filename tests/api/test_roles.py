@@ -102,6 +102,7 @@ RULES: dict[tuple[str, str], Call] = {
     # invalid on purpose (422) so that no background training starts.
     ("GET", f"{API}/models"): Call(admins(200)),
     ("POST", f"{API}/models/{{version}}/promote"): Call(admins(404)),
+    ("GET", f"{API}/models/{{version}}/card"): Call(admins(404)),
     ("POST", f"{API}/models/rollback"): Call(admins(409)),
     ("POST", f"{API}/retrain"): Call(admins(422), lambda _r: {"json": {"force": "not a boolean"}}),
     ("GET", f"{API}/retrain/status"): Call(admins(200)),

@@ -146,7 +146,7 @@ def compose() -> dict[str, Any]:
 
 def test_compose_runs_prodtype_postgres_mlflow_and_prometheus_with_healthchecks() -> None:
     services = compose()["services"]
-    assert set(services) == {"prodtype", "postgres", "mlflow", "prometheus"}
+    assert set(services) == {"prodtype", "postgres", "mlflow", "prometheus", "alertmanager"}
     for name, service in services.items():
         test = service.get("healthcheck", {}).get("test")
         assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
@@ -165,7 +165,7 @@ def test_compose_runs_prodtype_postgres_mlflow_and_prometheus_with_healthchecks(
 
 def test_mlflow_and_postgres_are_reachable_from_prodtype_only() -> None:
     """MLflow's server has no authentication: it must not be published nor share a network with anything
-    but prodtype (which serves only the champions it recorded itself, see services/promotions.py)."""
+    but prodtype (which serves only the champions it recorded itself, see loop/ledger.py)."""
     data = compose()
     services, networks = data["services"], data["networks"]
     for name in ("mlflow", "postgres"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import sqlite3
 import struct
 import zlib
 from pathlib import Path
@@ -368,11 +369,12 @@ def test_encode_files_cache(encoder: ImageEncoder, photo_paths: list[Path], tmp_
     first, mask, failures = encoder.encode_files(paths, cache_dir=cache, progress=True)
     assert mask.all() and not failures
     np.testing.assert_array_equal(first[3], first[0])
-    files = [encoder.cache_file(cache, Path(p).read_bytes()) for p in copies]
-    assert all(f.is_file() for f in files)
-    assert files[0].parent.parent.name == encoder.version  # a new encoder gets a new namespace
-    assert sorted(cache.rglob("*.npy")) == sorted(files)  # one entry per distinct content, no temp files
-    assert not list(cache.rglob("*.tmp"))
+    keys = [encoder.cache_key(Path(p).read_bytes()) for p in copies]
+    store = encoder.feature_store(cache)
+    assert store.namespace == encoder.version  # a new encoder gets a new namespace
+    assert sorted(store.keys()) == sorted(keys)  # one entry per distinct content
+    assert [p.name for p in cache.iterdir() if not p.name.startswith("features.sqlite")] == []  # one file
+    np.testing.assert_array_equal(store.get(keys[1]), first[1])
 
     second, mask, _ = encoder.encode_files(paths, cache_dir=cache)
     assert mask.all()
@@ -380,25 +382,46 @@ def test_encode_files_cache(encoder: ImageEncoder, photo_paths: list[Path], tmp_
 
     # the second call reads the cache: a planted value comes back instead of a recomputed one
     planted = np.full(1280, 0.5, np.float32)
-    np.save(files[1], planted)
+    store.put(keys[1], planted)
     third, _, _ = encoder.encode_files(paths, cache_dir=cache)
     np.testing.assert_array_equal(third[1], planted)
 
-    # a damaged cache entry is recomputed and rewritten
-    files[2].write_bytes(b"garbage")
+    # a damaged cache entry (wrong length) is recomputed and rewritten
+    with sqlite3.connect(cache / "features.sqlite") as conn:
+        conn.execute("UPDATE features SET vector = ? WHERE key = ?", (b"garbage", keys[2]))
     fourth, _, _ = encoder.encode_files(paths, cache_dir=cache)
     np.testing.assert_array_equal(fourth[2], first[2])
-    np.testing.assert_array_equal(np.load(files[2]), first[2])
+    np.testing.assert_array_equal(store.get(keys[2]), first[2])
 
     # the key is the file's content: a changed file gets a new entry, not the old features
     edited = Path(copies[0])
     img = Image.open(edited).transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     img.save(edited, format="JPEG", quality=90)
-    new_file = encoder.cache_file(cache, edited.read_bytes())
-    assert new_file != files[0] and not new_file.exists()
+    new_key = encoder.cache_key(edited.read_bytes())
+    assert new_key != keys[0] and store.get(new_key) is None
     fifth, _, _ = encoder.encode_files([edited], cache_dir=cache)
-    assert new_file.is_file()
+    assert store.get(new_key) is not None
     assert not np.allclose(fifth[0], first[0])
+    store.close()
+
+
+def test_encode_files_reads_the_old_per_file_cache(
+    encoder: ImageEncoder, photo_paths: list[Path], tmp_path: Path
+) -> None:
+    """A cache folder of the old layout (one .npy per image) keeps serving: entries are migrated on use."""
+    cache = tmp_path / "cache"
+    data = photo_paths[0].read_bytes()
+    key = encoder.cache_key(data)
+    planted = np.full(1280, 0.25, np.float32)
+    old = cache / encoder.version / key[:2] / f"{key}.npy"
+    old.parent.mkdir(parents=True)
+    np.save(old, planted)
+    features, mask, _ = encoder.encode_files([photo_paths[0], photo_paths[1]], cache_dir=cache)
+    assert mask.all()
+    np.testing.assert_array_equal(features[0], planted)  # read from the old file, not recomputed
+    with encoder.feature_store(cache) as store:
+        np.testing.assert_array_equal(store.get_many([key])[key], planted)  # and now in the store
+        assert len(store) == 2
 
 
 def test_spec_changes_change_the_version(tmp_path: Path) -> None:

@@ -93,6 +93,7 @@ def retrain_cmd(
 ) -> None:
     """Retrain on the base data plus reviewed feedback, evaluate against the champion, register, promote."""
     from prodtype.loop import retrain, retrain_jobs
+    from prodtype.loop.retrain_outcomes import recorded
 
     _logging(quiet)
     ctx = _ctx()
@@ -103,9 +104,11 @@ def retrain_cmd(
         if step is None:
             with retrain_jobs.retrain_lock(ctx.settings):
                 run_dir = retrain.new_run_dir(ctx, run_name) if run_name else None
-                result = retrain.run_all(
-                    ctx, force=force, run_dir=run_dir, shuffle_labels=shuffle_labels, progress=not quiet
-                )
+                with recorded(ctx.sessions, run_name or "cli") as outcome:
+                    result = retrain.run_all(
+                        ctx, force=force, run_dir=run_dir, shuffle_labels=shuffle_labels, progress=not quiet
+                    )
+                    outcome.final = result.retrained
                 _print_json(result.printed())
             return
         if step == "check":
@@ -119,7 +122,11 @@ def retrain_cmd(
             err.print("[red]error:[/red] --step needs --run-name (the run folder shared by the steps)")
             raise typer.Exit(2)
         run_dir = retrain.new_run_dir(ctx, run_name)
-        with retrain_jobs.retrain_lock(ctx.settings, f"retrain step {step.value}"):
+        with (
+            retrain_jobs.retrain_lock(ctx.settings, f"retrain step {step.value}"),
+            # the last step of the table ends the retrain: its success is the retrain's
+            recorded(ctx.sessions, run_name, final=step.value == retrain.STEPS[-1]),
+        ):
             result = retrain.RUN_STEPS[step.value](ctx, run_dir, shuffle_labels, not quiet)
         _print_json(result)
 
@@ -137,19 +144,22 @@ def _figures(status: dict[str, Any]) -> str:
 def _run_job(ctx: Any, job_id: str, force: bool, shuffle_labels: bool) -> None:
     """Run a retrain for an API job, keeping its record up to date."""
     from prodtype.loop import retrain, retrain_jobs
+    from prodtype.loop.retrain_outcomes import recorded
 
     settings = ctx.settings
     try:
         with retrain_jobs.retrain_lock(settings, f"job {job_id}"):
             run_dir = retrain.new_run_dir(ctx, f"job-{job_id}")
             retrain_jobs.update_job(settings, job_id, run_dir=str(run_dir), step="check")
-            result = retrain.run_all(
-                ctx,
-                force=force,
-                run_dir=run_dir,
-                shuffle_labels=shuffle_labels,
-                on_step=lambda s: retrain_jobs.update_job(settings, job_id, step=s),
-            )
+            with recorded(ctx.sessions, job_id) as outcome:
+                result = retrain.run_all(
+                    ctx,
+                    force=force,
+                    run_dir=run_dir,
+                    shuffle_labels=shuffle_labels,
+                    on_step=lambda s: retrain_jobs.update_job(settings, job_id, step=s),
+                )
+                outcome.final = result.retrained
     except BaseException as exc:
         retrain_jobs.update_job(settings, job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
         raise

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Annotated
 
 import typer
@@ -63,6 +63,8 @@ def _service_errors() -> AbstractContextManager[None]:
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
+    from prodtype.serving.multiproc import multiprocess_dir
+
     workers = workers or settings.workers
     # Done once here rather than in each worker, where they would race: the schema and the dev JWT secret.
     engine = make_engine(settings.resolved_database_url)
@@ -77,14 +79,19 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
         # running onnxruntime on all of them
         os.environ.setdefault("PRODTYPE_THREADS", str(max(1, len(os.sched_getaffinity(0)) // workers)))
 
-    uvicorn.run(
-        "prodtype.app:app_from_env",
-        factory=True,
-        host=host or settings.host,
-        port=port if port is not None else settings.port,
-        workers=workers,
-        proxy_headers=True,
-    )
+    with multiprocess_dir() if workers > 1 else nullcontext():  # one set of metrics for all workers
+        uvicorn.run(
+            "prodtype.app:app_from_env",
+            factory=True,
+            host=host or settings.host,
+            port=port if port is not None else settings.port,
+            workers=workers,
+            proxy_headers=True,
+            # a worker answers the supervisor's pings from a thread, which waits for the GIL while the
+            # worker imports the model libraries: on a loaded 2-core machine that took over uvicorn's 5 s,
+            # and the supervisor killed and restarted workers in a loop
+            timeout_worker_healthcheck=60,
+        )
 
 
 def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:

@@ -377,7 +377,20 @@ def register(ctx: LoopContext, run_dir: Path, trigger: list[str] | None = None) 
         ctx.registry.set_model_tag(WATERMARK_TAG, str(state["reviewed_until"]))
     write_state(run_dir, version=info.version, run_id=info.run_id)
     shutil.rmtree(bundle, ignore_errors=True)  # the registry holds it now
+    _log_card(ctx, info.version)
     return info
+
+
+def _log_card(ctx: LoopContext, version: int) -> None:
+    """The version's model card, logged to its run; a card that cannot be written never fails the retrain
+    (``GET /models/{version}/card`` builds it from the registry all the same)."""
+    from prodtype.catalog import load_catalog
+    from prodtype.loop.model_card import log_card
+
+    try:
+        log_card(ctx.registry, version, load_catalog(ctx.settings.categories_file))
+    except Exception as exc:
+        log.warning("could not log the model card of version %s: %s", version, exc)
 
 
 def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> PromotionOutcome:
@@ -407,6 +420,7 @@ def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> Promot
         )
     elif not decision["promote"]:
         ctx.registry.mark_challenger(version, reason=decision["reason"])
+    _log_card(ctx, version)  # again, with the decision
     outcome = PromotionOutcome(
         version=version,
         promoted=bool(decision["promote"]),

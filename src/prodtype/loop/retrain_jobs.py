@@ -213,9 +213,14 @@ def _reap(settings: Settings, job_id: str, proc: subprocess.Popen[bytes]) -> Non
     code = proc.wait()
     if _load(job_file(settings, job_id)).status == "running":
         how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-        update_job(
-            settings, job_id, status="failed", error=f"the retrain process ended ({how}) before finishing"
-        )
+        error = f"the retrain process ended ({how}) before finishing"
+        update_job(settings, job_id, status="failed", error=error)
+        from prodtype.loop.retrain_outcomes import record_with_settings
+
+        try:  # a killed process could not record it itself; the alerts read it from the database
+            record_with_settings(settings, job_id, False, {"error": error})
+        except Exception as exc:
+            log.warning("could not record the failed retrain %s in the audit log: %s", job_id, exc)
 
 
 def recent_jobs(settings: Settings, limit: int = 10) -> list[JobRecord]:

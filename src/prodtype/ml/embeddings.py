@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +18,10 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from prodtype.ml.feature_store import FeatureStore
+
 EMBEDDERS = ("use", "use-q8", "e5")
+WRITE_BATCH = 1024  # new texts embedded and committed to the cache together
 
 
 class TextEmbedder(Protocol):
@@ -102,37 +104,33 @@ def encode_cached(
 ) -> np.ndarray:
     """Embeddings of ``texts``, read from / written to ``cache_dir`` keyed by the clipped text's sha256.
 
-    Retraining on the same products (plus feedback) then embeds only the new texts.
+    The vectors live in ``cache_dir/features.sqlite`` (:mod:`prodtype.ml.feature_store`, namespace
+    ``<embedder>-<max chars>``), written in one transaction per batch of :data:`WRITE_BATCH` new texts, so a
+    training stopped half-way keeps what it computed and retraining on the same products (plus feedback)
+    embeds only the new texts.
     """
     if cache_dir is None:
         return embedder.encode(texts, progress=progress)
     max_chars = getattr(embedder, "max_chars", 0)
-    root = Path(cache_dir) / f"{embedder.name}-{max_chars}"
     keys = [hashlib.sha256(t[:max_chars].encode("utf-8")).hexdigest() for t in texts]
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    todo: dict[str, list[int]] = {}
-    for i, key in enumerate(keys):
-        path = root / key[:2] / f"{key}.npy"
-        try:
-            out[i] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            todo.setdefault(key, []).append(i)
-    if todo:
-        firsts = [rows[0] for rows in todo.values()]
-        fresh = embedder.encode([texts[i] for i in firsts], progress=progress)
-        for (key, rows), vec in zip(todo.items(), fresh, strict=True):
-            out[rows] = vec
-            _save_atomic(root / key[:2] / f"{key}.npy", vec)
+    with FeatureStore(Path(cache_dir), f"{embedder.name}-{max_chars}", embedder.dim) as store:
+        found = store.get_many(keys)
+        todo: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            vector = found.get(key)
+            if vector is None:
+                todo.setdefault(key, []).append(i)
+            else:
+                out[i] = vector
+        items = list(todo.items())
+        bar = tqdm(total=len(items), desc=f"{embedder.name} embeddings", unit="text", disable=not progress)
+        for start in range(0, len(items), WRITE_BATCH):
+            chunk = items[start : start + WRITE_BATCH]
+            fresh = embedder.encode([texts[rows[0]] for _, rows in chunk])
+            for (_, rows), vec in zip(chunk, fresh, strict=True):
+                out[rows] = vec
+            store.put_many((key, vec) for (key, _), vec in zip(chunk, fresh, strict=True))
+            bar.update(len(chunk))
+        bar.close()
     return out
-
-
-def _save_atomic(path: Path, vector: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, vector, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -30,7 +30,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -43,6 +42,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
+
+from prodtype.ml.feature_store import FeatureStore
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -446,12 +447,14 @@ class ImageEncoder:
             return np.zeros((0, self.dim), np.float32)
         return self.encode_preprocessed(np.stack(arrays))
 
-    def cache_file(self, cache_dir: Path, data: bytes) -> Path:
-        """Where :meth:`encode_files` caches the features of an image with these bytes."""
-        return self._cache_path(Path(cache_dir), hashlib.sha256(data).hexdigest())
+    def feature_store(self, cache_dir: Path) -> FeatureStore:
+        """The store in which :meth:`encode_files` caches this encoder's features (namespace: its version)."""
+        return FeatureStore(Path(cache_dir), self.version, self.dim)
 
-    def _cache_path(self, cache_dir: Path, key: str) -> Path:
-        return cache_dir / self.version / key[:2] / f"{key}.npy"
+    @staticmethod
+    def cache_key(data: bytes) -> str:
+        """The feature cache's key of an image with these bytes."""
+        return hashlib.sha256(data).hexdigest()
 
     def encode_files(
         self,
@@ -463,8 +466,9 @@ class ImageEncoder:
 
         A ``None`` path gives a zero row with ``has_feature`` False; so does a file that cannot be read or
         decoded, which is also listed in ``failures`` as ``(path, reason)`` instead of raising. With
-        ``cache_dir``, features are stored under ``cache_dir/<encoder version>/<hh>/<sha256 of the file's
-        bytes>.npy`` (written atomically) and read back on later calls, so unchanged images are encoded once.
+        ``cache_dir``, features are stored in ``cache_dir/features.sqlite`` (:mod:`prodtype.ml.feature_store`,
+        namespace: the encoder's version, key: the sha256 of the file's bytes; one transaction per encoded
+        batch) and read back on later calls, so unchanged images are encoded once.
         Identical files within one call are encoded once. Files are read and decoded by ``threads`` worker
         threads, a window ahead of the encoder, so that decoding and encoding overlap.
         """
@@ -473,6 +477,7 @@ class ImageEncoder:
         failures: list[tuple[str, str]] = []
         pending: dict[str, tuple[np.ndarray, list[int]]] = {}  # content hash -> (input, rows)
         done: dict[str, int] = {}  # content hash -> a row that already holds its features
+        store = None if cache_dir is None else self.feature_store(cache_dir)
 
         def flush() -> None:
             keys = list(pending)
@@ -482,9 +487,9 @@ class ImageEncoder:
                 features[rows] = vector
                 has_feature[rows] = True
                 done[key] = rows[0]
-                if cache_dir is not None:
-                    _save_atomic(self._cache_path(cache_dir, key), vector)
                 bar.update(len(rows))
+            if store is not None:
+                store.put_many(zip(keys, encoded, strict=True))
             pending.clear()
 
         def load(path: str | os.PathLike[str] | None) -> _Loaded:
@@ -495,7 +500,7 @@ class ImageEncoder:
             except OSError as exc:
                 return _Loaded(error=f"cannot read the file: {exc.strerror or exc}")
             key = hashlib.sha256(data).hexdigest()
-            cached = None if cache_dir is None else self._load_cached(self._cache_path(cache_dir, key))
+            cached = None if store is None else store.get(key)
             if cached is not None:
                 return _Loaded(key, cached=cached)
             try:
@@ -528,6 +533,8 @@ class ImageEncoder:
                         flush()
             if pending:
                 flush()
+        if store is not None:
+            store.close()
         return features, has_feature, failures
 
     @staticmethod
@@ -559,16 +566,6 @@ class ImageEncoder:
             return
         bar.update()
 
-    def _load_cached(self, path: Path) -> np.ndarray | None:
-        """Cached features, or None when absent or unusable (then they are recomputed and rewritten)."""
-        try:
-            vector = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, EOFError):
-            return None
-        if vector.shape != (self.dim,) or vector.dtype != np.float32:
-            return None
-        return vector
-
 
 @dataclass(frozen=True)
 class _Loaded:
@@ -579,15 +576,3 @@ class _Loaded:
     cached: np.ndarray | None = None
     pixels: np.ndarray | None = None
     error: str | None = None
-
-
-def _save_atomic(path: Path, vector: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem[:12]}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, vector)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from prodtype.ml.fusion import expected_calibration_error, fit_fusion, stack_bra
 from prodtype.ml.heads import LinearHead, fit_logistic, fit_svm
 from prodtype.ml.image import DEFAULT_ENCODER, ENCODERS, ImageEncoder
 from prodtype.ml.model import FusedModel
+from prodtype.ml.parallel import lane_workers, run_lanes
 from prodtype.ml.text import TfidfConfig, TfidfFeatures
 
 log = logging.getLogger(__name__)
@@ -46,12 +48,19 @@ class TrainConfig:
     image_c: float = 0.02
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
     threads: int | None = None
+    # From ``large_n`` labelled products on, at most ``large_n_folds`` out-of-fold fits: with tens of
+    # thousands of products the fusion's few weights are as well determined from 3 folds, and the fits are
+    # the step that grows fastest (see benchmarks/bench_scale.py).
+    large_n: int = 20_000
+    large_n_folds: int = 3
 
     def __post_init__(self) -> None:
         if isinstance(self.tfidf, dict):
             self.tfidf = TfidfConfig(**self.tfidf)
         if self.folds < 2:
             raise ValueError(f"TrainConfig.folds={self.folds}: expected at least 2")
+        if self.large_n_folds < 2:
+            raise ValueError(f"TrainConfig.large_n_folds={self.large_n_folds}: expected at least 2")
         for name in ("svm_c", "embed_c", "image_c"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: expected a positive number")
@@ -145,26 +154,40 @@ def fit_model(
     with timer.step("sentence_embeddings"):
         x_emb = encode_cached(embedder, texts, text_cache_dir, progress) if embedder else None
 
-    folds = _folds(y, cfg.folds, cfg.seed)
+    folds = _folds(y, cfg.folds if n < cfg.large_n else min(cfg.folds, cfg.large_n_folds), cfg.seed)
     k = len(classes)
     oof_text = np.zeros((n, k))
     oof_emb = np.zeros((n, k)) if x_emb is not None else None
     oof_img = np.zeros((n, k))
-    with timer.step("out_of_fold"):
-        for train_idx, test_idx in folds:
-            oof_text[test_idx] = fit_svm(
-                x_text[train_idx], y[train_idx], classes, cfg.svm_c, cfg.seed
-            ).scores(x_text[test_idx])
-            if x_emb is not None and oof_emb is not None:
-                head = fit_logistic(x_emb[train_idx], y[train_idx], classes, cfg.embed_c, cfg.seed)
-                oof_emb[test_idx] = head.log_proba(x_emb[test_idx])
-            tr_img = train_idx[has_img[train_idx]]
-            te_img = test_idx[has_img[test_idx]]
-            img_head = _fit_image_head(
-                np.vstack([img_x[tr_img], io_x]), np.concatenate([y[tr_img], io_y]), classes, cfg
-            )
-            if img_head is not None and len(te_img):
-                oof_img[te_img] = img_head.log_proba(img_x[te_img])
+
+    def svm_fold(train_idx: np.ndarray, test_idx: np.ndarray) -> None:
+        head = fit_svm(x_text[train_idx], y[train_idx], classes, cfg.svm_c, cfg.seed)
+        oof_text[test_idx] = head.scores(x_text[test_idx])
+
+    def embed_fold(train_idx: np.ndarray, test_idx: np.ndarray) -> None:
+        if x_emb is not None and oof_emb is not None:
+            head = fit_logistic(x_emb[train_idx], y[train_idx], classes, cfg.embed_c, cfg.seed)
+            oof_emb[test_idx] = head.log_proba(x_emb[test_idx])
+
+    def image_fold(train_idx: np.ndarray, test_idx: np.ndarray) -> None:
+        tr_img = train_idx[has_img[train_idx]]
+        te_img = test_idx[has_img[test_idx]]
+        img_head = _fit_image_head(
+            np.vstack([img_x[tr_img], io_x]), np.concatenate([y[tr_img], io_y]), classes, cfg
+        )
+        if img_head is not None and len(te_img):
+            oof_img[te_img] = img_head.log_proba(img_x[te_img])
+
+    with timer.step("out_of_fold"):  # SVM fits in one lane (see prodtype.ml.parallel), the heads in another
+        run_lanes(
+            [
+                [partial(svm_fold, tr, te) for tr, te in folds],
+                [partial(f, tr, te) for tr, te in folds for f in (embed_fold, image_fold)],
+            ],
+            lane_workers(cfg.threads),
+            progress,
+            "out-of-fold fits",
+        )
 
     y_idx = np.searchsorted(classes, y)
     with timer.step("fusion"):
@@ -175,12 +198,24 @@ def fit_model(
             oof_proba[test_idx] = f.proba(branches[:, test_idx], has_img[test_idx])
         fusion = fit_fusion(branches, has_img, y_idx)
 
+    heads: dict[str, LinearHead | None] = {}
+
+    def fit_final(name: str) -> None:
+        if name == "text":
+            heads[name] = fit_svm(x_text, y, classes, cfg.svm_c, cfg.seed)
+        elif name == "embed" and x_emb is not None:
+            heads[name] = fit_logistic(x_emb, y, classes, cfg.embed_c, cfg.seed)
+        elif name == "embed":
+            heads[name] = None
+        else:
+            x_all, y_all = np.vstack([img_x[has_img], io_x]), np.concatenate([y[has_img], io_y])
+            heads[name] = _fit_image_head(x_all, y_all, classes, cfg)
+
     with timer.step("final_fit"):
-        text_head = fit_svm(x_text, y, classes, cfg.svm_c, cfg.seed)
-        embed_head = fit_logistic(x_emb, y, classes, cfg.embed_c, cfg.seed) if x_emb is not None else None
-        image_head = _fit_image_head(
-            np.vstack([img_x[has_img], io_x]), np.concatenate([y[has_img], io_y]), classes, cfg
-        )
+        lanes = [[partial(fit_final, "text")], [partial(fit_final, "embed"), partial(fit_final, "image")]]
+        run_lanes(lanes, lane_workers(cfg.threads), progress, "final fits")
+        text_head, embed_head, image_head = heads["text"], heads["embed"], heads["image"]
+        assert text_head is not None
         if image_head is None:
             image_head = LinearHead(
                 "logistic", classes, np.zeros((k, encoder.dim), np.float32), np.zeros(k), None, None

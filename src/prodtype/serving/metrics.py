@@ -3,8 +3,9 @@ prediction latency and the model being served.
 
 Only aggregates are exported (counts and timings by route template, type code and model version), never
 usernames, ids or product text, so the endpoint needs no login. Each app has its own registry, so that
-several apps in one process (the tests) do not share counters. With several worker processes each one
-counts its own requests; serve one worker per container and scale containers (see deploy/).
+several apps in one process (the tests) do not share counters. With several worker processes
+(``prodtype serve --workers N``) the figures are kept in prometheus-client's multiprocess mode, so that any
+worker's ``/metrics`` answers for all of them (:mod:`prodtype.serving.multiproc`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from prodtype.ml.predictor import Prediction, Predictor, PreparedProduct, ProductInput
+from prodtype.serving import multiproc
 from prodtype.serving.model_holder import ModelHolder
 
 METRICS_PATH = "/metrics"
@@ -63,13 +65,24 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_ModelCollector(holder))
+        # collectors read at scrape time, in the worker that answers (the same in every worker)
+        self.live: list[Collector] = []
+        self.model_collector = _ModelCollector(holder)
+        self.add_live(self.model_collector)
+
+    def add_live(self, collector: Collector) -> None:
+        """Export ``collector``'s figures, read at each scrape; with several workers they are read in the one
+        that answers, beside the counters of all of them."""
+        self.registry.register(collector)
+        self.live.append(collector)
 
     def observe_prediction(self, result: Prediction, seconds: float, has_image: bool) -> None:
         self.predictions.labels(prdtypecode=str(result.prdtypecode)).inc()
         self.prediction_seconds.labels(has_image=str(has_image).lower()).observe(seconds)
 
     def exposition(self) -> bytes:
+        if multiproc.enabled():
+            return multiproc.exposition(self.live)
         return generate_latest(self.registry)
 
 
