@@ -146,6 +146,10 @@ def test_customer_submits_and_reviewer_corrects_in_chromium(
     assert page.locator("#designation *").count() == 0
     assert page.evaluate("window.__injected") is None
     assert customer.image_loaded("img.photo")
+    # Why: the decisive words marked in the text, as text; a bar per branch (text, embedding, photo).
+    assert page.locator("#explanation .explained-title mark").count() > 0
+    assert page.locator("#explanation mark *").count() == 0
+    assert page.locator("#explanation tr.branch meter").count() == 3
     page.screenshot(path=shots / "2-prediction.png", full_page=True)
 
     reviewer = Tab(browser, server.url)
@@ -156,6 +160,11 @@ def test_customer_submits_and_reviewer_corrects_in_chromium(
     assert item.locator("h2.designation *").count() == 0
     assert reviewer.image_loaded(f"#prediction-{prediction_id} img.thumb")
     assert item.locator("ol.candidates li").count() == 5
+    # The queue's script loads each product's explanation after the page is shown (under the CSP).
+    item.locator("div.why section.explanation").wait_for(timeout=30_000)
+    assert item.locator("div.why .explained-title mark").count() > 0
+    assert item.locator("div.why mark *").count() == 0
+    assert reviewer.page.evaluate("window.__injected") is None
     reviewer.page.screenshot(path=shots / "3-review-queue.png", full_page=True)
 
     # Correct it to the model's second candidate.
