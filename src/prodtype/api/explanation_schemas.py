@@ -33,7 +33,9 @@ class BranchPublic(BaseModel):
     contribution: float = Field(
         description="weight x (score_predicted - score_runner_up): the branch's share of log_odds"
     )
-    points_to: TypeRefPublic = Field(description="The type this branch alone scores highest")
+    points_to: TypeRefPublic | None = Field(
+        description="The type this branch alone scores highest (null for the photo branch without a photo)"
+    )
 
 
 class WordPublic(BaseModel):
@@ -127,7 +129,7 @@ class ExplanationPublic(BaseModel):
                     score_predicted=b.score_predicted,
                     score_runner_up=b.score_runner_up,
                     contribution=b.contribution,
-                    points_to=ref(b.own_choice),
+                    points_to=ref(b.own_choice) if b.name != "image" or e.has_image else None,
                 )
                 for b in e.branches
             ],
