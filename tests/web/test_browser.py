@@ -101,7 +101,14 @@ class Tab:
         return re.sub(r"^https?://[^/]+", "", self.page.url)
 
     def image_loaded(self, selector: str) -> bool:
-        return bool(self.page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0"))
+        """Whether the image has loaded, waiting for it up to the timeout (a lazy thumbnail loads when the
+        browser gets to it, and the queue's explanations are being fetched meanwhile)."""
+        loaded = "s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }"
+        try:
+            self.page.wait_for_function(loaded, arg=selector, timeout=TIMEOUT_MS)
+        except Exception:  # playwright's TimeoutError: not loaded
+            return False
+        return True
 
 
 def test_customer_submits_and_reviewer_corrects_in_chromium(
