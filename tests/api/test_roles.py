@@ -84,6 +84,7 @@ RULES: dict[tuple[str, str], Call] = {
     ("GET", f"{API}/predictions"): Call(signed_in(200)),
     ("GET", f"{API}/predictions/{{prediction_id}}"): Call(signed_in(200)),
     ("GET", f"{API}/predictions/{{prediction_id}}/image"): Call(signed_in(200)),
+    ("GET", f"{API}/predictions/{{prediction_id}}/explanation"): Call(signed_in(200)),
     ("PATCH", f"{API}/predictions/{{prediction_id}}"): Call(
         reviewers(200), lambda _r: {"json": {"prdtypecode": 10}}
     ),

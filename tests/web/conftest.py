@@ -29,7 +29,7 @@ CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 # Written out here, not imported: a weakened policy in the code must not weaken the test with it.
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
-    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 

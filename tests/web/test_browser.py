@@ -101,7 +101,14 @@ class Tab:
         return re.sub(r"^https?://[^/]+", "", self.page.url)
 
     def image_loaded(self, selector: str) -> bool:
-        return bool(self.page.eval_on_selector(selector, "img => img.complete && img.naturalWidth > 0"))
+        """Whether the image has loaded, waiting for it up to the timeout (a lazy thumbnail loads when the
+        browser gets to it, and the queue's explanations are being fetched meanwhile)."""
+        loaded = "s => { const i = document.querySelector(s); return i && i.complete && i.naturalWidth > 0; }"
+        try:
+            self.page.wait_for_function(loaded, arg=selector, timeout=TIMEOUT_MS)
+        except Exception:  # playwright's TimeoutError: not loaded
+            return False
+        return True
 
 
 def test_customer_submits_and_reviewer_corrects_in_chromium(
@@ -146,6 +153,10 @@ def test_customer_submits_and_reviewer_corrects_in_chromium(
     assert page.locator("#designation *").count() == 0
     assert page.evaluate("window.__injected") is None
     assert customer.image_loaded("img.photo")
+    # Why: the decisive words marked in the text, as text; a bar per branch (text, embedding, photo).
+    assert page.locator("#explanation .explained-title mark").count() > 0
+    assert page.locator("#explanation mark *").count() == 0
+    assert page.locator("#explanation tr.branch meter").count() == 3
     page.screenshot(path=shots / "2-prediction.png", full_page=True)
 
     reviewer = Tab(browser, server.url)
@@ -156,6 +167,11 @@ def test_customer_submits_and_reviewer_corrects_in_chromium(
     assert item.locator("h2.designation *").count() == 0
     assert reviewer.image_loaded(f"#prediction-{prediction_id} img.thumb")
     assert item.locator("ol.candidates li").count() == 5
+    # The queue's script loads each product's explanation after the page is shown (under the CSP).
+    item.locator("div.why section.explanation").wait_for(timeout=30_000)
+    assert item.locator("div.why .explained-title mark").count() > 0
+    assert item.locator("div.why mark *").count() == 0
+    assert reviewer.page.evaluate("window.__injected") is None
     reviewer.page.screenshot(path=shots / "3-review-queue.png", full_page=True)
 
     # Correct it to the model's second candidate.

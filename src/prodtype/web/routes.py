@@ -32,7 +32,7 @@ from prodtype.serving.errors import (
 from prodtype.serving.predictions import PredictionFilter, PredictionView
 from prodtype.serving.reviews import Decision
 from prodtype.serving.uploads import Paging, ascii_number, image_response, page_number, read_upload
-from prodtype.web import admin, monitoring
+from prodtype.web import admin, explanations, monitoring
 from prodtype.web.deps import LoginRequiredError, PageForbiddenError, PageReviewer, PageUser
 from prodtype.web.i18n import LANG_COOKIE, LANGUAGES, Translate, language, translator
 from prodtype.web.render import STATIC_DIR, is_reviewer, redirect, render
@@ -206,15 +206,20 @@ def my_predictions(
 
 @router.get("/predictions/{prediction_id}")
 def prediction_page(
-    prediction_id: str, request: Request, session: SessionDep, user: PageUser, catalog: CatalogDep
+    prediction_id: str,
+    request: Request,
+    session: SessionDep,
+    user: PageUser,
+    catalog: CatalogDep,
+    store: StoreDep,
 ) -> Response:
+    """A prediction, and why the model said so (computed now, not when it was predicted)."""
     try:
         row = predictions.get_prediction(session, _record_id(prediction_id), user)
     except NotFoundError as exc:
         return render(request, "error.html", user, 404, title="Not found", error=str(exc))
-    return render(
-        request, "prediction.html", user, p=PredictionView.from_row(row, catalog), name=catalog.name
-    )
+    why = explanations.explanation_context(request, session, store, catalog, row.id, user)
+    return render(request, "prediction.html", user, p=PredictionView.from_row(row, catalog), **why)
 
 
 @router.get("/predictions/{prediction_id}/image")
@@ -405,3 +410,4 @@ def install_web(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(admin.router)
     app.include_router(monitoring.router)
+    app.include_router(explanations.router)

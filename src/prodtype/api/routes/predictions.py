@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Path, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 
 from prodtype.api.deps import AdminUser, CurrentUser, PredictionForm, ReviewerUser
+from prodtype.api.explanation_schemas import ExplanationPublic
 from prodtype.api.schemas import (
     API_PREFIX,
     ErrorPublic,
@@ -21,7 +22,8 @@ from prodtype.api.schemas import (
     ReviewCreate,
 )
 from prodtype.db.tables import Status
-from prodtype.serving import predictions, reviews
+from prodtype.ml.predictor import Predictor
+from prodtype.serving import explanations, predictions, reviews
 from prodtype.serving.deps import CatalogDep, ModelDep, SessionDep, SettingsDep, StoreDep
 from prodtype.serving.predictions import PredictionFilter, SortKey, Submission
 from prodtype.serving.uploads import image_response, read_upload
@@ -131,6 +133,26 @@ def read_prediction_image(
     """The photo submitted with a prediction."""
     data, content_type = predictions.get_image(session, store, prediction_id, user)
     return image_response(data, content_type)
+
+
+@router.get(
+    "/{prediction_id}/explanation",
+    responses={503: {"model": ErrorPublic, "description": "No model loaded (or one that cannot explain)"}},
+)
+def explain_prediction(
+    prediction_id: PredictionId,
+    session: SessionDep,
+    user: CurrentUser,
+    store: StoreDep,
+    catalog: CatalogDep,
+    model: Annotated[Predictor, Depends(explanations.get_served_model)],
+) -> ExplanationPublic:
+    """Why the model said so: the decisive words of the title and description (exact contributions of the
+    TF-IDF head), each branch's share of the fused score, and whether the photo alone points elsewhere.
+    Computed now, by the model served now (``same_model`` false, and a note, when another version made
+    the prediction)."""
+    view = explanations.explain_prediction(session, store, model, prediction_id, user)
+    return ExplanationPublic.from_view(view, catalog)
 
 
 @router.patch("/{prediction_id}")

@@ -67,6 +67,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
 
   reviewQueue();
+  explanations();
   retrainProgress();
   bulkProgress();
 });
@@ -120,6 +121,23 @@ function reviewQueue() {
     } else return;
     event.preventDefault();
   });
+}
+
+// The review queue's explanations, one after another once the page is shown (each is computed on demand).
+// The fragment is this site's own HTML, rendered with the seller's text escaped; it is parsed inert
+// (DOMParser runs no script) and moved in as nodes.
+async function explanations() {
+  for (const box of document.querySelectorAll("div.why[data-explanation]")) {
+    try {
+      const response = await fetch(box.dataset.explanation, { credentials: "same-origin" });
+      if (!response.ok) continue; // the link to the prediction page stays
+      const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+      const section = doc.querySelector("section.explanation");
+      if (section) box.replaceChildren(document.adoptNode(section));
+    } catch (error) {
+      // offline or the page is closing: the link stays
+    }
+  }
 }
 
 // Poll a JSON endpoint every second while ``done(record)`` is false; ``show(record)`` updates the page.
