@@ -28,7 +28,7 @@ from service_support.databases import (  # noqa: F401 (fixtures)
 CSRF = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 # Written out here, not imported: a weakened policy in the code must not weaken the test with it.
 PAGE_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
     "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 

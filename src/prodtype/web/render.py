@@ -21,10 +21,11 @@ TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 
 # Scripts and styles only from this site's /static, no inline script or style (an injected tag would be
-# inert even if escaping failed); forms post only here; pages cannot be framed (clickjacking).
+# inert even if escaping failed); scripts fetch (the progress of jobs) and forms post only here; pages cannot
+# be framed (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
