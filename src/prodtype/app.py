@@ -23,6 +23,7 @@ from prodtype.api.routes import (
     bulk,
     categories,
     health,
+    jobs,
     model_cards,
     model_versions,
     predictions,
@@ -39,7 +40,8 @@ from prodtype.loop.champion import ChampionFollower
 from prodtype.loop.ledger import PromotionLedger
 from prodtype.loop.registry import Registry
 from prodtype.serving.batching import MicroBatcher
-from prodtype.serving.metrics import install_metrics
+from prodtype.serving.bulk_jobs import BulkWorker
+from prodtype.serving.metrics import install_metrics, instrument
 from prodtype.serving.model_holder import ModelHolder, find_model, load_warm
 from prodtype.serving.storage import ImageStore
 from prodtype.serving.throttle import LoginThrottle, make_storage
@@ -79,9 +81,11 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         if model_holder is None and not holder.loaded:
             await run_in_threadpool(_load_configured_model, settings, holder)
         log.info("database %s", describe_url(settings.resolved_database_url))
+        app.state.bulk_worker.start()
         try:
             yield
         finally:
+            app.state.bulk_worker.stop()
             app.state.batcher.stop()
             engine.dispose()
 
@@ -100,7 +104,11 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         RequestSizeLimit,
         max_body_bytes=settings.max_request_bytes,
         upload_limit_bytes=settings.upload_limit_bytes,
-        per_path={f"{API_PREFIX}/predictions/batch": settings.bulk_max_request_bytes},
+        per_path={
+            f"{API_PREFIX}/predictions/batch": settings.bulk_max_request_bytes,
+            f"{API_PREFIX}/jobs/bulk": settings.bulk_job_max_request_bytes,
+            "/bulk": settings.bulk_job_max_request_bytes,
+        },
     )
     app.add_middleware(NoSniff)
     app.state.settings = settings
@@ -111,6 +119,10 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.state.model_holder = holder
     app.state.batcher = MicroBatcher(settings.batch_max_size, settings.batch_max_wait_ms / 1000)
     app.state.jwt_secret = jwt_secret
+    # Bulk jobs run in this process, with the served model (whichever is current when a chunk starts).
+    app.state.bulk_worker = BulkWorker(
+        app.state.sessions, settings, app.state.store, lambda: instrument(app, holder.get())
+    )
     app.state.login_throttle = LoginThrottle(
         make_storage(settings.rate_limit_storage, engine),
         settings.login_limit_per_username,
@@ -118,7 +130,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     )
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, predictions, bulk, categories, health, users, audit, model_versions, retrain):
+    for module in (auth, predictions, bulk, jobs, categories, health, users, audit, model_versions, retrain):
         api.include_router(module.router)
     api.include_router(model_cards.router)  # /models/{version}/card, beside model_versions' /models
     app.include_router(api)

@@ -138,6 +138,18 @@ class Settings(BaseSettings):
     )
     bulk_max_items: int = Field(default=100, ge=1, le=1000, description="Products per bulk request")
     bulk_max_request_bytes: int = Field(default=32 * 1024 * 1024, gt=0, description="Bulk request body limit")
+    # Bulk jobs (POST /api/v1/jobs/bulk, the /bulk page): a CSV in the challenge's X format and a zip of
+    # photos, classified in the background (see prodtype.serving.bulk_files for what each limit guards).
+    bulk_job_max_csv_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="Size of a job's CSV")
+    bulk_job_max_rows: int = Field(default=10_000, ge=1, description="Products (CSV rows) per job")
+    bulk_job_max_zip_bytes: int = Field(default=200 * 1024 * 1024, gt=0, description="Size of a job's zip")
+    bulk_job_max_unzipped_bytes: int = Field(
+        default=500 * 1024 * 1024, gt=0, description="The zip's photos once uncompressed, in all"
+    )
+    bulk_job_max_zip_entries: int = Field(default=20_000, ge=1, description="Files in a job's zip")
+    bulk_job_max_zip_ratio: float = Field(
+        default=50.0, gt=1, description="Uncompressed over compressed size of one zip entry, at most"
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `prodtype serve`")
 
     admin_username: str = Field(default="admin", min_length=3, max_length=64)
@@ -189,6 +201,16 @@ class Settings(BaseSettings):
     def max_request_bytes(self) -> int:
         """Whole request body allowed: the image limit plus room for the text fields and multipart framing."""
         return self.upload_limit_bytes + 1024 * 1024
+
+    @property
+    def bulk_job_max_request_bytes(self) -> int:
+        """A bulk job's request body: its CSV, its zip and room for the multipart framing."""
+        return self.bulk_job_max_csv_bytes + self.bulk_job_max_zip_bytes + 1024 * 1024
+
+    @property
+    def bulk_jobs_dir(self) -> Path:
+        """Where the photos of bulk jobs wait until their job has run."""
+        return self.storage_dir / "bulk"
 
     @property
     def images_dir(self) -> Path:

@@ -65,6 +65,11 @@ def _bulk(_role: str) -> dict[str, Any]:
     return {"json": [{"designation": "Lot de 6 verres à vin"}, {"designation": "Piscine tubulaire"}]}
 
 
+def _bulk_job(_role: str) -> dict[str, Any]:
+    csv = b",designation,description,productid,imageid\n0,Lot de 6 verres \xc3\xa0 vin,,1,2\n"
+    return {"files": {"csv": ("products.csv", csv, "text/csv")}}
+
+
 def _new_user(_role: str) -> dict[str, Any]:
     return {"json": {"username": f"newuser{next(_names)}", "password": PASSWORD, "role": "customer"}}
 
@@ -82,6 +87,11 @@ RULES: dict[tuple[str, str], Call] = {
     ("POST", f"{API}/predictions"): Call(signed_in(201), _product),
     ("POST", f"{API}/predictions/batch"): Call(signed_in(200), _bulk),
     ("GET", f"{API}/predictions"): Call(signed_in(200)),
+    # Bulk jobs: a job id that does not exist (or is not the caller's) is a 404 for everyone; that the
+    # owner and admins see a job and no one else does is tested in test_bulk_jobs.py.
+    ("POST", f"{API}/jobs/bulk"): Call(signed_in(202), _bulk_job),
+    ("GET", f"{API}/jobs/{{job_id}}"): Call(signed_in(404)),
+    ("GET", f"{API}/jobs/{{job_id}}/result"): Call(signed_in(404)),
     ("GET", f"{API}/predictions/{{prediction_id}}"): Call(signed_in(200)),
     ("GET", f"{API}/predictions/{{prediction_id}}/image"): Call(signed_in(200)),
     ("GET", f"{API}/predictions/{{prediction_id}}/explanation"): Call(signed_in(200)),

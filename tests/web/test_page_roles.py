@@ -39,6 +39,13 @@ def _product(_role: str, token: str) -> dict[str, Any]:
     return {"data": {"designation": "Lot de 6 verres à vin", "csrf_token": token}}
 
 
+BULK_CSV = ",designation,description,productid,imageid\n0,Lot de 6 verres à vin,,1,2\n".encode()
+
+
+def _bulk(_role: str, token: str) -> dict[str, Any]:
+    return {"data": {"csrf_token": token}, "files": {"csv": ("products.csv", BULK_CSV, "text/csv")}}
+
+
 def _no_body(_role: str, _token: str) -> dict[str, Any]:
     return {}
 
@@ -71,6 +78,12 @@ PAGE_RULES: dict[tuple[str, str], tuple[dict[str, int], Body]] = {
     ("GET", "/predictions/{prediction_id}"): (signed_in(200), _no_body),
     ("GET", "/predictions/{prediction_id}/image"): (signed_in(200, 401), _no_body),
     ("GET", "/predictions/{prediction_id}/explanation"): (signed_in(200), _no_body),
+    # bulk jobs: {job_id} is one that does not exist (the owner-only rule is tested in test_bulk_page.py)
+    ("GET", "/bulk"): (signed_in(200), _no_body),
+    ("POST", "/bulk"): (signed_in(303), _bulk),
+    ("GET", "/bulk/{job_id}"): (signed_in(404), _no_body),
+    ("GET", "/bulk/{job_id}/status"): (signed_in(404), _no_body),
+    ("GET", "/bulk/{job_id}/result"): (signed_in(404), _no_body),
     ("GET", "/review"): (reviewers(200), _no_body),
     ("POST", "/review/{prediction_id}"): (reviewers(303), _form(action="accept")),
     ("GET", "/monitoring"): (reviewers(200), _no_body),
@@ -173,6 +186,12 @@ PAGE_GARBAGE_STATUS: dict[tuple[str, str], tuple[list[int], list[int] | None]] =
         [403, 403, 404, 404, 404, 400, 403, 303],
     ),
     ("GET", "/monitoring"): (SIGNED_IN_PAGE, None),
+    # no CSV part in any garbage: 422 once the CSRF token is valid
+    ("POST", "/bulk"): ([403, 403, 422, 422, 422, 400, 403, 303], None),
+    ("GET", "/bulk"): (SIGNED_IN_PAGE, None),
+    ("GET", "/bulk/{job_id}"): (NOT_FOUND_PAGE, None),
+    ("GET", "/bulk/{job_id}/status"): (NOT_FOUND_PAGE, None),
+    ("GET", "/bulk/{job_id}/result"): (NOT_FOUND_PAGE, None),
     ("GET", "/accounts"): (SIGNED_IN_PAGE, None),
     ("GET", "/models"): (SIGNED_IN_PAGE, None),
     ("GET", "/retrain"): (SIGNED_IN_PAGE, None),

@@ -178,3 +178,68 @@ class ModelPromotion(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (Index("ix_model_promotions_model_name", "model_name", "id"),)
+
+
+class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class RowState(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    BAD = "bad"
+
+
+class BulkJob(Base):
+    """A file of products classified in the background (:mod:`prodtype.serving.bulk_jobs`). Its rows are
+    the queue: a worker that stops (a restart) leaves the rows it had not done pending, and the next one
+    goes on from there."""
+
+    __tablename__ = "bulk_jobs"
+    __table_args__ = (CheckConstraint(_in("status", JobStatus), name="status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random: ids do not leak a count
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value, index=True)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    total: Mapped[int] = mapped_column(Integer, default=0)  # rows of the CSV
+    done: Mapped[int] = mapped_column(Integer, default=0)  # rows classified or found bad
+    bad: Mapped[int] = mapped_column(Integer, default=0)
+    photos: Mapped[int] = mapped_column(Integer, default=0)  # rows with a photo in the zip
+    has_zip: Mapped[bool] = mapped_column(Boolean, default=False)
+    model_version: Mapped[str | None] = mapped_column(String(128), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Written by the worker after every chunk: a running job whose heartbeat is old lost its worker.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    created_by: Mapped[User] = relationship(foreign_keys=[created_by_id], lazy="joined")
+
+
+class BulkJobRow(Base):
+    """One product of a bulk job: what the CSV said, and what became of it (a prediction, or a reason)."""
+
+    __tablename__ = "bulk_job_rows"
+    __table_args__ = (
+        CheckConstraint(_in("state", RowState), name="state"),
+        Index("ix_bulk_job_rows_job_state_line", "job_id", "state", "line"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("bulk_jobs.id", ondelete="CASCADE"))
+    line: Mapped[int] = mapped_column(Integer)  # where the row starts in the CSV (the header is line 1)
+    row_index: Mapped[str] = mapped_column(String(64), default="")  # the CSV's first column
+    designation: Mapped[str] = mapped_column(Text, default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    photo: Mapped[str | None] = mapped_column(String(255), default=None)  # its name in the zip
+    state: Mapped[str] = mapped_column(String(8), default=RowState.PENDING.value)
+    # Copied from the prediction: the result file says what the model answered even if the record goes.
+    prediction_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    prdtypecode: Mapped[int | None] = mapped_column(Integer, default=None)
+    confidence: Mapped[float | None] = mapped_column(Float, default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)

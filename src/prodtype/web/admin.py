@@ -27,7 +27,7 @@ from prodtype.serving.errors import InvalidInputError, NotFoundError, ServiceErr
 from prodtype.serving.uploads import Paging, ascii_number, page_number
 from prodtype.web.charts import compare_bars
 from prodtype.web.deps import PageAdmin
-from prodtype.web.i18n import language, translator
+from prodtype.web.i18n import category_namer, language, translator
 from prodtype.web.render import redirect, render
 from prodtype.web.session import CSRF_FIELD, CsrfError, check_csrf
 
@@ -162,6 +162,7 @@ def _models(
     notice: str | None = None,
 ) -> Response:
     _ = translator(language(request))
+    name = category_namer(catalog, language(request))
     follower = follower_of(request)
     serving = follower.serving_version if follower is not None else None
     try:
@@ -184,7 +185,7 @@ def _models(
         theirs = _per_class(champion.metrics) if champion is not None and champion is not chosen else {}
         if mine:
             rows = [
-                (f"{code} {catalog.name(code)}", mine[code], theirs.get(code))
+                (f"{code} {name(code)}", mine[code], theirs.get(code))
                 for code in sorted(mine, key=lambda c: mine[c] - theirs.get(c, mine[c]))
             ]
             title = _("Per-class F1: version %(a)s against the champion (version %(b)s)") % {
@@ -376,4 +377,6 @@ def retrain_job(job_id: str, request: Request, _admin: PageAdmin) -> Response:
     except NotFoundError as exc:
         return JSONResponse({"detail": str(exc)}, status_code=404, headers=NO_STORE)
     keys = ("id", "status", "step", "requested_by", "created_at", "updated_at", "error")
-    return JSONResponse({k: getattr(record, k) for k in keys}, headers=NO_STORE)
+    body = {k: getattr(record, k) for k in keys}
+    body["label"] = translator(language(request))(str(record.status or ""))
+    return JSONResponse(body, headers=NO_STORE)

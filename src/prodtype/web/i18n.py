@@ -1,9 +1,10 @@
 """The pages in English and French: the language is the ``prodtype_lang`` cookie (set by the switch in
 the page's header), else the best of the browser's ``Accept-Language``, else English.
 
-Templates write ``{{ _("English text") }}``; the French text is looked up in :data:`FRENCH` (in
-``web/french.py``). ``tests/web/test_french.py`` fails when a string of a template or of this package's
-messages has no French entry, so no page is left half translated. Messages from the services (errors of
+Templates write ``_(…)`` around their English text (``{{ _("Log out") }}``); the French text is looked
+up in :data:`FRENCH` (in ``web/french.py``). ``tests/web/test_french.py`` fails when a string of a
+template or of this package's messages has no French entry, or when a template shows English text
+outside ``_()``, so no page is left half translated. Messages from the services (errors of
 :mod:`prodtype.serving`) are shared with the API and stay in English.
 """
 
@@ -13,6 +14,7 @@ from collections.abc import Callable
 
 from fastapi import Request
 
+from prodtype.catalog import Catalog
 from prodtype.web.french import FRENCH
 
 LANGUAGES = ("en", "fr")
@@ -54,3 +56,14 @@ def translator(lang: str) -> Translate:
     if lang == "fr":
         return lambda text: FRENCH.get(text, text)
     return lambda text: text
+
+
+def category_names(catalog: Catalog, lang: str) -> dict[int, str]:
+    """The product types' names in ``lang``: ``name_fr`` of categories.csv in French."""
+    return {c.code: c.name_fr if lang == "fr" else c.name for c in catalog.categories}
+
+
+def category_namer(catalog: Catalog, lang: str) -> Callable[[int], str]:
+    """A function from a code to its name in ``lang`` (an unknown code named as the catalogue names it)."""
+    names = category_names(catalog, lang)
+    return lambda code: names.get(code) or catalog.name(code)

@@ -14,7 +14,7 @@ from fastapi.templating import Jinja2Templates
 
 from prodtype.db.tables import Role
 from prodtype.web import session as web_session
-from prodtype.web.i18n import language, translator
+from prodtype.web.i18n import category_namer, language, translator
 
 WEB_DIR = Path(__file__).parent
 TEMPLATES_DIR = WEB_DIR / "templates"
@@ -95,6 +95,8 @@ def render(
         "is_admin": is_admin(user),
         "lang": lang,
         "_": translator(lang),
+        # product types named in the page's language
+        "name": category_namer(request.app.state.catalog, lang),
         "here": request.url.path,
         "csrf": csrf,
         "error": None,

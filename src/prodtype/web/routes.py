@@ -32,9 +32,9 @@ from prodtype.serving.errors import (
 from prodtype.serving.predictions import PredictionFilter, PredictionView
 from prodtype.serving.reviews import Decision
 from prodtype.serving.uploads import Paging, ascii_number, image_response, page_number, read_upload
-from prodtype.web import admin, explanations, monitoring
+from prodtype.web import admin, bulk, explanations, monitoring
 from prodtype.web.deps import LoginRequiredError, PageForbiddenError, PageReviewer, PageUser
-from prodtype.web.i18n import LANG_COOKIE, LANGUAGES, Translate, language, translator
+from prodtype.web.i18n import LANG_COOKIE, LANGUAGES, category_namer, language, translator
 from prodtype.web.render import STATIC_DIR, is_reviewer, redirect, render
 from prodtype.web.session import CSRF_FIELD, CsrfError, check_csrf, log_in, log_out, viewer
 
@@ -100,7 +100,8 @@ def login(
     except CsrfError as exc:
         return again(str(exc), 403)
     if not username.strip() or not password:
-        return again("enter your username and your password", 422)
+        _ = translator(language(request))
+        return again(_("enter your username and your password"), 422)
     address = request.client.host if request.client else "unknown"
     try:
         user = login_service.log_in(
@@ -122,7 +123,9 @@ def logout(request: Request, session: SessionDep, csrf_token: CsrfField = "") ->
     try:
         check_csrf(request, csrf_token)
     except CsrfError as exc:
-        return render(request, "error.html", None, 403, title="Not logged out", error=str(exc))
+        _ = translator(language(request))
+        title = _("Not logged out")
+        return render(request, "error.html", None, 403, title=title, error=str(exc))
     response = redirect("/login")
     log_out(request, response, session)
     return response
@@ -169,7 +172,7 @@ def predict(
     except CsrfError as exc:
         return again(str(exc), 403)
     if model is None:
-        return again(NO_MODEL_MESSAGE, 503)
+        return again(translator(language(request))(NO_MODEL_MESSAGE), 503)
     data, content_type = read_upload(image, settings.upload_limit_bytes)
     submission = predictions.Submission(designation, description, data, content_type)
     try:
@@ -217,7 +220,9 @@ def prediction_page(
     try:
         row = predictions.get_prediction(session, _record_id(prediction_id), user)
     except NotFoundError as exc:
-        return render(request, "error.html", user, 404, title="Not found", error=str(exc))
+        _ = translator(language(request))
+        title = _("Not found")
+        return render(request, "error.html", user, 404, title=title, error=str(exc))
     why = explanations.explanation_context(request, session, store, catalog, row.id, user)
     return render(request, "prediction.html", user, p=PredictionView.from_row(row, catalog), **why)
 
@@ -287,7 +292,6 @@ def _queue(
         nav="review",
         items=[PredictionView.from_row(r, catalog) for r in rows],
         categories=catalog.categories,
-        name=catalog.name,
         count=count,
         page=paging.number,
         pages=paging.count(count),
@@ -298,8 +302,9 @@ def _queue(
     )
 
 
-def _done_notice(session: SessionDep, catalog: Catalog, user: User, done: str, _: Translate) -> str | None:
+def _done_notice(session: SessionDep, catalog: Catalog, user: User, done: str, lang: str) -> str | None:
     """What the last review did, said from the record (never from text in the URL)."""
+    _ = translator(lang)
     try:
         row = predictions.get_prediction(session, _record_id(done), user)
     except NotFoundError:
@@ -312,7 +317,8 @@ def _done_notice(session: SessionDep, catalog: Catalog, user: User, done: str, _
             if row.final_code == row.predicted_code
             else _("Prediction #%(id)s corrected: %(name)s (%(code)s).")
         )
-        return text % {"id": row.id, "name": catalog.name(row.final_code), "code": row.final_code}
+        name = category_namer(catalog, lang)
+        return text % {"id": row.id, "name": name(row.final_code), "code": row.final_code}
     return None
 
 
@@ -329,7 +335,7 @@ def review_queue(
 ) -> Response:
     """Pending predictions, lowest confidence first, optionally of one predicted type or below a
     confidence."""
-    notice = _done_notice(session, catalog, user, done, translator(language(request)))
+    notice = _done_notice(session, catalog, user, done, language(request))
     paging = Paging(page_number(page), QUEUE_PAGE)
     return _queue(request, session, catalog, user, paging, QueueFilter.read(type, below), notice=notice)
 
@@ -411,3 +417,4 @@ def install_web(app: FastAPI) -> None:
     app.include_router(admin.router)
     app.include_router(monitoring.router)
     app.include_router(explanations.router)
+    app.include_router(bulk.router)

@@ -14,12 +14,13 @@ document.addEventListener("DOMContentLoaded", () => {
     const problem = () => {
       const file = input.files && input.files[0];
       if (!file) return "";
+      // the messages are the page's, in its language, with %(…)s filled in
       if (file.size > limit) {
         const mb = (n) => (n / 1048576).toFixed(1);
-        return `The photo is ${mb(file.size)} MB; at most ${mb(limit)} MB is accepted.`;
+        return fill(form.dataset.tooBig, { size: mb(file.size), limit: mb(limit) });
       }
       if (file.type && !accepted.includes(file.type)) {
-        return `The file “${file.name}” is not a JPEG, PNG or WebP photo.`;
+        return fill(form.dataset.notPhoto, { name: file.name });
       }
       return "";
     };
@@ -48,7 +49,7 @@ document.addEventListener("DOMContentLoaded", () => {
         return;
       }
       button.disabled = true;
-      button.textContent = "Predicting…";
+      button.textContent = form.dataset.busy;
     });
   }
 
@@ -71,6 +72,11 @@ document.addEventListener("DOMContentLoaded", () => {
   retrainProgress();
   bulkProgress();
 });
+
+// "%(name)s" in a message of the page, replaced by values[name] (as text).
+function fill(message, values) {
+  return message.replace(/%\((\w+)\)s/g, (_, key) => String(values[key]));
+}
 
 // The review queue: click a photo to enlarge it; keyboard shortcuts act on the current product.
 function reviewQueue() {
@@ -167,7 +173,7 @@ function retrainProgress() {
     box.dataset.poll,
     (job) => {
       step.textContent = job.step || "";
-      status.textContent = job.status || "";
+      status.textContent = job.label || job.status || "";
       box.dataset.status = job.status || "";
     },
     (job) => job.status !== "running",
@@ -186,10 +192,15 @@ function bulkProgress() {
       bar.max = Math.max(1, job.total || 0);
       bar.value = job.done || 0;
       done.textContent = `${job.done || 0} / ${job.total || 0}`;
-      status.textContent = job.status || "";
+      status.textContent = job.label || job.status || "";
       box.dataset.status = job.status || "";
-      if (job.status !== "running") window.location.reload();
+      if (!unfinished(job)) window.location.reload();
     },
-    (job) => job.status !== "running",
+    (job) => !unfinished(job),
   );
+}
+
+// A bulk job is queued, then running; done or failed are final (the page then shows the result).
+function unfinished(job) {
+  return job.status === "queued" || job.status === "running";
 }
