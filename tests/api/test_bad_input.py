@@ -310,9 +310,12 @@ ROUTE_INPUT: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/categories"): ("none", 200),
     ("GET", "/api/v1/health"): ("none", 200),
     ("GET", "/api/v1/models"): ("none", 200),
+    ("GET", "/api/v1/jobs/{job_id}"): ("none", 404),  # no such job
+    ("GET", "/api/v1/jobs/{job_id}/result"): ("none", 404),
     ("GET", "/api/v1/models/{version}/card"): ("none", 404),  # nothing registered
     ("GET", "/api/v1/predictions"): ("list", 200),
     ("GET", "/api/v1/predictions/{prediction_id}"): ("none", 200),
+    ("GET", "/api/v1/predictions/{prediction_id}/explanation"): ("none", 200),
     ("GET", "/api/v1/predictions/{prediction_id}/image"): ("none", 200),
     ("GET", "/api/v1/retrain/status"): ("none", 200),
     ("GET", "/api/v1/retrain/{job_id}"): ("none", 404),  # no such job
@@ -327,6 +330,7 @@ ROUTE_INPUT: dict[tuple[str, str], tuple[str, int]] = {
     ("PATCH", "/api/v1/users/{username}"): ("json", 200),
     ("POST", "/api/v1/auth/logout"): ("none", 204),
     ("POST", "/api/v1/auth/token"): ("form", 200),
+    ("POST", "/api/v1/jobs/bulk"): ("form", 202),
     ("POST", "/api/v1/models/rollback"): ("json", 409),
     ("POST", "/api/v1/models/{version}/promote"): ("json", 404),
     ("POST", "/api/v1/predictions"): ("form", 201),

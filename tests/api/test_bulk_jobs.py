@@ -334,13 +334,15 @@ def test_unusable_files_are_refused_with_a_message(
     assert not kept.exists() or not list(kept.iterdir())  # no zip is kept for a refused job
 
 
-def test_a_request_without_the_csv_part_is_a_422(client: TestClient, auth: Callable[[str], Headers]) -> None:
+def test_a_request_without_the_csv_part_is_a_422_and_json_a_415(
+    client: TestClient, auth: Callable[[str], Headers]
+) -> None:
     response = client.post(
         f"{API}/jobs/bulk", files={"photos": ("p.zip", b"x", "application/zip")}, headers=auth("carl")
     )
     assert response.status_code == 422 and "csv" in str(response.json()["detail"])
     response = client.post(f"{API}/jobs/bulk", json={"csv": "0,a,b,1,2"}, headers=auth("carl"))
-    assert response.status_code == 422
+    assert response.status_code == 415 and "multipart/form-data" in response.json()["detail"]
 
 
 def test_a_csv_of_bad_rows_only_is_done_at_once(client: TestClient, auth: Callable[[str], Headers]) -> None:

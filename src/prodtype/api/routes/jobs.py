@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Request, Response, UploadFile
 from pydantic import BaseModel, Field
 
-from prodtype.api.deps import CurrentUser
+from prodtype.api.deps import CurrentUser, require_form
 from prodtype.api.schemas import ErrorPublic
 from prodtype.db.tables import JobStatus
 from prodtype.serving import bulk_jobs
@@ -52,6 +52,7 @@ class BulkJobPublic(BaseModel):
         )
 
 
+BulkJobForm = Annotated[None, require_form("multipart/form-data with a csv file and an optional photos zip")]
 CsvFile = Annotated[UploadFile, File(description="Products in the challenge's X format (UTF-8)")]
 ZipFile = Annotated[
     UploadFile | None,
@@ -64,7 +65,10 @@ ZipFile = Annotated[
     status_code=202,
     responses={
         413: {"model": ErrorPublic, "description": "The CSV or the zip is over its limit"},
-        415: {"model": ErrorPublic, "description": "The photos file is not a zip, or holds a non-photo"},
+        415: {
+            "model": ErrorPublic,
+            "description": "Not a multipart form, or the photos file is not a zip, or holds a non-photo",
+        },
         422: {"model": ErrorPublic, "description": "The CSV or the zip cannot be used as a whole"},
     },
 )
@@ -73,6 +77,7 @@ def create_bulk_job(
     session: SessionDep,
     user: CurrentUser,
     settings: SettingsDep,
+    _form: BulkJobForm,
     csv: CsvFile,
     photos: ZipFile = None,
 ) -> BulkJobPublic:
