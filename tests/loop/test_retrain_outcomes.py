@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -53,7 +52,6 @@ def test_a_killed_api_job_is_recorded_by_the_reaper(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> None:
     job = retrain_jobs.start_job(settings, "admin")  # real data: it would train for a while
-    time.sleep(0.5)
     assert job.pid is not None
     os.kill(job.pid, signal.SIGKILL)
 

@@ -54,3 +54,25 @@ class Predictor(Protocol):
     ) -> Prediction: ...
 
     def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]: ...
+
+
+class PredictorWrapper:
+    """A predictor that wraps another: ``version``, ``classes``, ``predict_many`` and every other attribute
+    are the inner one's unless a subclass overrides them (the service's batching and metrics wrappers)."""
+
+    def __init__(self, inner: Predictor) -> None:
+        self._inner = inner
+
+    @property
+    def version(self) -> str:
+        return self._inner.version
+
+    @property
+    def classes(self) -> list[int]:
+        return self._inner.classes
+
+    def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]:
+        return self._inner.predict_many(products, k)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)

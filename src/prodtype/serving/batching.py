@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from prodtype.ml.predictor import Prediction, Predictor, PreparedProduct, ProductInput
+from prodtype.ml.predictor import Prediction, Predictor, PredictorWrapper, PreparedProduct, ProductInput
 
 _SPLIT = ("prepare_text", "prepare_image", "text_branches", "image_features", "combine", "predict_prepared")
 
@@ -174,28 +174,14 @@ class MicroBatcher:
             self._thread.join(timeout=30)
 
 
-class BatchedPredictor:
+class BatchedPredictor(PredictorWrapper):
     """A predictor whose single predictions go through a :class:`MicroBatcher`."""
 
     def __init__(self, inner: Predictor, batcher: MicroBatcher) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._batcher = batcher
-
-    @property
-    def version(self) -> str:
-        return self._inner.version
-
-    @property
-    def classes(self) -> list[int]:
-        return self._inner.classes
 
     def predict(
         self, designation: str, description: str = "", image: bytes | None = None, k: int = 5
     ) -> Prediction:
         return self._batcher.predict(self._inner, ProductInput(designation, description or "", image), k)
-
-    def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]:
-        return self._inner.predict_many(products, k)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)

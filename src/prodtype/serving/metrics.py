@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from prodtype.ml.predictor import Prediction, Predictor, PreparedProduct, ProductInput
+from prodtype.ml.predictor import Prediction, Predictor, PredictorWrapper, PreparedProduct, ProductInput
 from prodtype.serving import multiproc
 from prodtype.serving.model_holder import ModelHolder
 
@@ -105,20 +105,12 @@ class _ModelCollector(Collector):
         )
 
 
-class InstrumentedPredictor:
+class InstrumentedPredictor(PredictorWrapper):
     """A predictor that reports each prediction's type and duration; everything else is the inner one's."""
 
     def __init__(self, inner: Predictor, metrics: Metrics) -> None:
-        self._inner = inner
+        super().__init__(inner)
         self._metrics = metrics
-
-    @property
-    def version(self) -> str:
-        return self._inner.version
-
-    @property
-    def classes(self) -> list[int]:
-        return self._inner.classes
 
     def predict(
         self, designation: str, description: str = "", image: bytes | None = None, k: int = 5
@@ -147,9 +139,6 @@ class InstrumentedPredictor:
         for item, result in zip(items, results, strict=False):
             self._metrics.observe_prediction(result, each, item.pixels is not None)
         return results
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
 
 
 def instrument(app: Any, predictor: Predictor) -> Predictor:
