@@ -3,6 +3,7 @@ author, XMP, IPTC, a comment, and a second picture appended after the end marker
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 
@@ -25,7 +26,10 @@ def personal_exif(orientation: int = 6) -> bytes:
     return exif.tobytes()
 
 
+@functools.cache
 def icc_profile() -> bytes:
+    """One sRGB profile for the whole run: lcms stamps a profile with the second it was made, so two calls
+    across a second boundary differ (a flaky comparison once did)."""
     return bytes(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
 
 
