@@ -94,6 +94,7 @@ def retrain_cmd(
     """Retrain on the base data plus reviewed feedback, evaluate against the champion, register, promote."""
     from prodtype.loop import retrain, retrain_jobs
     from prodtype.loop.retrain_outcomes import recorded
+    from prodtype.loop.run_store import shared_run_folder
 
     _logging(quiet)
     ctx = _ctx()
@@ -126,6 +127,8 @@ def retrain_cmd(
             retrain_jobs.retrain_lock(ctx.settings, f"retrain step {step.value}"),
             # the last step of the table ends the retrain: its success is the retrain's
             recorded(ctx.sessions, run_name, final=step.value == retrain.STEPS[-1]),
+            # steps of one run may run on different machines: the folder goes through the object store
+            shared_run_folder(ctx.settings, run_dir),
         ):
             result = retrain.RUN_STEPS[step.value](ctx, run_dir, shuffle_labels, not quiet)
         _print_json(result)

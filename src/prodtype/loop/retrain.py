@@ -1,10 +1,11 @@
 """Retraining, one step at a time: check → export → train → evaluate → register → promote.
 
 Each step is a plain function over a run folder (``<storage>/loop/runs/<run>``) that keeps the step's
-outputs and a ``state.json``; the CLI (``prodtype retrain [--step STEP]``), the API's background job and the
-Airflow DAG all call these same functions. Until ``register`` nothing outside the run folder changes: a
-retrain killed in the middle leaves the registry and the champion as they were. The candidate bundle is
-trained into a ``.partial`` folder and renamed when complete.
+outputs and a ``state.json`` (paths in it relative to the folder: with an object store the folder travels
+between machines, see :mod:`prodtype.loop.run_store`); the CLI (``prodtype retrain [--step STEP]``), the
+API's background job and the Airflow DAG all call these same functions. Until ``register`` nothing outside
+the run folder changes: a retrain killed in the middle leaves the registry and the champion as they were.
+The candidate bundle is trained into a ``.partial`` folder and renamed when complete.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def train(ctx: LoopContext, run_dir: Path, *, shuffle_labels: bool = False, prog
     Path(out).rename(final)
     write_state(
         run_dir,
-        bundle=str(final),
+        bundle=final.name,  # relative to the run folder, which may be on another machine for the next step
         train_seconds=round(time.perf_counter() - start, 1),
         base_rows=len(split.train),
         base_image_only=len(split.train.image_only),
@@ -288,7 +289,7 @@ def evaluate(ctx: LoopContext, run_dir: Path) -> PromotionDecision:
     """Score the candidate and the current champion on the evaluation set, and apply the promotion rule."""
     run_dir = Path(run_dir)
     state = read_state(run_dir)
-    bundle = Path(_need(state, "bundle", "evaluate", "train"))
+    bundle = run_dir / _need(state, "bundle", "evaluate", "train")
     split = evaluation_split(ctx)
     if split.fingerprint != state.get("eval_fingerprint"):
         raise ConflictError("the evaluation set changed since the candidate was trained; train it again")
@@ -318,7 +319,7 @@ def register(ctx: LoopContext, run_dir: Path, trigger: list[str] | None = None) 
     state = read_state(run_dir)
     if "version" in state:  # already registered by an earlier try of this step
         return ctx.registry.get(int(state["version"]))
-    bundle = Path(_need(state, "bundle", "register", "train"))
+    bundle = run_dir / _need(state, "bundle", "register", "train")
     decision = _need(state, "decision", "register", "evaluate")
     cand = state["candidate_metrics"]
     metrics = {f"eval_{k}": float(v) for k, v in cand.items() if k != "n"}

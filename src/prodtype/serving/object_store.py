@@ -189,8 +189,8 @@ class ObjectStore:
         """Remove ``key`` (no error when it is not there)."""
         self._call(f"delete {key}", "delete_object", Key=self.location.key(key))
 
-    def list(self, under: str = "") -> Iterator[tuple[str, int]]:
-        """(key relative to the prefix, size) of every object under ``under``."""
+    def list(self, under: str = "") -> Iterator[tuple[str, int, str]]:
+        """(key relative to the prefix, size, ETag) of every object under ``under``."""
         base = self.location.key(under)
         prefix = f"{base}/" if base else ""
         strip = len(self.location.key("")) + 1 if self.location.prefix else 0
@@ -199,18 +199,15 @@ class ObjectStore:
             extra = {"ContinuationToken": token} if token else {}
             page = self._call(f"list {under or 'the prefix'}", "list_objects_v2", Prefix=prefix, **extra)
             for item in page.get("Contents", []):
-                yield str(item["Key"])[strip:], int(item["Size"])
+                yield str(item["Key"])[strip:], int(item["Size"]), str(item.get("ETag", "")).strip('"')
             if not page.get("IsTruncated"):
                 return
             token = page["NextContinuationToken"]
 
     def upload_file(self, key: str, path: Path) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.upload_file(str(path), self.location.bucket, self.location.key(key))
-        except (BotoCoreError, ClientError) as exc:
-            raise self.error(exc, f"write {key}") from exc
+        """Copy the file at ``path`` to ``key`` in one PUT (the ETag is then the file's MD5 on plain S3)."""
+        with path.open("rb") as fh:
+            self._call(f"write {key}", "put_object", Key=self.location.key(key), Body=fh)
 
     def download_file(self, key: str, path: Path) -> None:
         """Copy ``key`` to ``path`` (written beside it and renamed: never seen half done)."""

@@ -211,7 +211,7 @@ class S3ImageStore(ImageStore):
         self.objects.delete(self.key_for(digest))
 
     def digests(self) -> Iterator[str]:
-        for key, _size in self.objects.list(self.FOLDER):
+        for key, _size, _etag in self.objects.list(self.FOLDER):
             name = key.rsplit("/", 1)[-1]
             if _SHA256.fullmatch(name):
                 yield name
