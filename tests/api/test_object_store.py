@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.conftest import API, Headers
+from api.test_bulk_jobs import HEADER, post_job, zip_of
 from prodtype.app import create_app
 from prodtype.config import Settings
 from prodtype.serving.model_holder import ModelHolder
-from prodtype.serving.object_store import ObjectStoreError
+from prodtype.serving.object_store import ObjectStore, ObjectStoreError
 from prodtype.serving.storage import S3ImageStore
 from service_support.databases import PASSWORD
 from service_support.images import photo
@@ -89,9 +91,11 @@ def test_a_store_that_went_away_is_a_503_naming_it(
     s3_app: FastAPI,
     s3_client: TestClient,
     auth: Callable[[str], Headers],
-    s3_url: str,  # noqa: F811
+    s3_endpoint: str,  # noqa: F811
 ) -> None:
-    s3_app.state.store.objects.location = type(s3_app.state.store.objects.location)("gone-bucket", "")
+    s3_app.state.store = S3ImageStore(
+        ObjectStore("s3://gone-bucket", endpoint_url=s3_endpoint, access_key_id="k", secret_access_key="s")
+    )
     files = {"designation": (None, "Lampe de chevet"), "image": ("p.jpg", photo(4), "image/jpeg")}
     response = s3_client.post(f"{API}/predictions", files=files, headers=auth("carl"))
     assert response.status_code == 503, response.text
@@ -109,3 +113,37 @@ def test_a_bucket_that_does_not_exist_stops_the_start(
         TestClient(create_app(wrong, model_holder=model_holder)),
     ):
         pass
+
+
+def test_a_bulk_job_submitted_to_one_replica_is_run_by_another(
+    settings: Settings,
+    model_holder: ModelHolder,
+    auth: Callable[[str], Headers],
+    tmp_path: Path,
+    s3_endpoint: str,  # noqa: F811
+    s3_url: str,  # noqa: F811
+) -> None:
+    """Two replicas (own storage folders, one database, one object store): the job's zip goes to the store,
+    the other replica's worker runs the job, and the results are read from the first."""
+    shared = s3_settings(s3_endpoint, s3_url)
+    one = settings.model_copy(update={**shared, "storage_dir": tmp_path / "one"})
+    two = settings.model_copy(update={**shared, "storage_dir": tmp_path / "two"})
+    first, second = create_app(one, model_holder=model_holder), create_app(two, model_holder=model_holder)
+    client = TestClient(first, raise_server_exceptions=False)  # no lifespan: its own worker never starts
+    photos = zip_of({"image_201_product_101.jpg": photo(1)})
+    csv_text = HEADER + '0,"Piscine tubulaire ronde 3,05 m",Avec pompe,101,201\n1,Peluche ourson,,102,202\n'
+    response = post_job(client, auth("carl"), csv_text, photos)
+    assert response.status_code == 202, response.text
+    job_id = response.json()["id"]
+    assert keys(s3_endpoint, s3_url) == [f"prodtype/bulk/{job_id}.zip"]
+    assert not one.bulk_jobs_dir.exists()
+
+    assert second.state.bulk_worker.run_once()
+    job = client.get(f"{API}/jobs/{job_id}", headers=auth("carl")).json()
+    assert (job["status"], job["done"], job["bad"]) == ("done", 2, 0), job
+    result = client.get(f"{API}/jobs/{job_id}/result", headers=auth("carl"))
+    assert result.status_code == 200 and result.text.count("\n") == 3, result.text
+    stored = keys(s3_endpoint, s3_url)
+    assert f"prodtype/bulk/{job_id}.zip" not in stored  # gone once the job is done
+    assert len([k for k in stored if k.startswith("prodtype/images/")]) == 1  # the photo, for review
+    assert not list(two.bulk_jobs_dir.glob("*.zip"))

@@ -1,8 +1,9 @@
 """Bulk jobs: a CSV of products (and a zip of their photos) classified in the background.
 
 :func:`submit_job` checks the files (:mod:`prodtype.serving.bulk_files`), keeps the zip under
-``storage_dir/bulk`` and writes the job and one row per product to the database; rows that cannot be
-products are recorded as bad straight away, with their line and the reason. A :class:`BulkWorker` thread
+``storage_dir/bulk`` (or under ``bulk/`` in the object store, shared by the replicas) and writes the job
+and one row per product to the database; rows that cannot be products are recorded as bad straight away,
+with their line and the reason. A :class:`BulkWorker` thread
 in the serving process claims queued jobs (an atomic conditional update, so that several worker
 processes never take the same job) and classifies their pending rows in chunks with the bulk service
 (:func:`prodtype.serving.bulk.create_predictions`): every product becomes a pending prediction in the
@@ -45,6 +46,7 @@ from prodtype.serving.errors import (
     NotFoundError,
     ServiceError,
 )
+from prodtype.serving.object_store import ObjectStore
 from prodtype.serving.predictions import Submission
 from prodtype.serving.storage import ImageStore
 
@@ -118,6 +120,40 @@ def zip_path(settings: Settings, job_id: str) -> Path:
     return settings.bulk_jobs_dir / f"{job_id}.zip"
 
 
+# With an object store (PRODTYPE_IMAGE_STORE) a job's zip is kept there, under bulk/, so that the worker of
+# any replica can run a job submitted to another; the worker copies it to its own bulk folder to read it.
+def _zip_key(job_id: str) -> str:
+    return f"bulk/{job_id}.zip"
+
+
+def _store_zip(settings: Settings, photos: IO[bytes], job_id: str) -> None:
+    objects = ObjectStore.from_settings(settings)
+    if objects is None:
+        _keep_zip(photos, zip_path(settings, job_id))
+    else:
+        objects.put_stream(_zip_key(job_id), photos)
+
+
+def _local_zip(settings: Settings, job_id: str) -> Path:
+    """The job's zip on this machine's disk (fetched from the object store when it is kept there)."""
+    path = zip_path(settings, job_id)
+    objects = ObjectStore.from_settings(settings)
+    if objects is not None and not path.is_file():
+        if not objects.exists(_zip_key(job_id)):
+            raise ServiceError(f"the job's photos ({path.name}) are missing from {objects.url('bulk')}")
+        objects.download_file(_zip_key(job_id), path)
+    if not path.is_file():
+        raise ServiceError(f"the job's photos ({path.name}) are missing from {path.parent}")
+    return path
+
+
+def _drop_zip(settings: Settings, job_id: str) -> None:
+    zip_path(settings, job_id).unlink(missing_ok=True)
+    objects = ObjectStore.from_settings(settings)
+    if objects is not None:
+        objects.delete(_zip_key(job_id))
+
+
 def submit_job(
     session: Session,
     settings: Settings,
@@ -160,7 +196,7 @@ def submit_job(
     if not parsed.rows:  # nothing to classify: done at once, with every row listed as bad
         job.status, job.finished_at = JobStatus.DONE.value, utcnow()
     if photos is not None and parsed.rows:
-        _keep_zip(photos, zip_path(settings, job.id))
+        _store_zip(settings, photos, job.id)
     session.add(job)
     session.flush()
     session.add_all(rows)
@@ -343,7 +379,7 @@ class BulkWorker:
                 job.status, job.finished_at = JobStatus.FAILED.value, utcnow()
                 job.error = f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
                 session.commit()
-                zip_path(self.settings, job_id).unlink(missing_ok=True)
+                _drop_zip(self.settings, job_id)
 
     def _classify(self, session: Session, job: BulkJob, model: Predictor) -> None:
         settings = self.settings
@@ -352,10 +388,7 @@ class BulkWorker:
         assert user is not None
         archive = None
         if job.has_zip:
-            path = zip_path(settings, job.id)
-            if not path.is_file():
-                raise ServiceError(f"the job's photos ({path.name}) are missing from {path.parent}")
-            archive = zipfile.ZipFile(path)
+            archive = zipfile.ZipFile(_local_zip(settings, job.id))
         try:
             while not self._stop.is_set():
                 rows = session.scalars(
@@ -390,7 +423,7 @@ class BulkWorker:
                 archive.close()
         job.status, job.finished_at = JobStatus.DONE.value, utcnow()
         session.commit()
-        zip_path(settings, job.id).unlink(missing_ok=True)
+        _drop_zip(settings, job.id)
 
     def _submission(self, archive: zipfile.ZipFile | None, row: BulkJobRow) -> Submission | ServiceError:
         if archive is None or row.photo is None:

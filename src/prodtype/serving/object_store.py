@@ -17,8 +17,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from prodtype.config import Settings
 from prodtype.serving.errors import ServiceUnavailableError
@@ -77,16 +78,17 @@ class ObjectStore:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ObjectStore | None:
-        """The configured store, or None when PRODTYPE_IMAGE_STORE is unset."""
+        """The configured store, or None when PRODTYPE_IMAGE_STORE is unset (one per set of values in a
+        process, so that its client and connections are shared)."""
         if not settings.image_store:
             return None
         secret = settings.s3_secret_access_key
-        return cls(
+        return _shared(
             settings.image_store,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            access_key_id=settings.s3_access_key_id,
-            secret_access_key=secret.get_secret_value() if secret is not None else None,
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            settings.s3_access_key_id,
+            secret.get_secret_value() if secret is not None else None,
         )
 
     def __repr__(self) -> str:
@@ -204,6 +206,11 @@ class ObjectStore:
                 return
             token = page["NextContinuationToken"]
 
+    def put_stream(self, key: str, data: IO[bytes]) -> None:
+        """Write what ``data`` holds from its start (an upload spooled to disk, say) under ``key``."""
+        data.seek(0)
+        self._call(f"write {key}", "put_object", Key=self.location.key(key), Body=data)
+
     def upload_file(self, key: str, path: Path) -> None:
         """Copy the file at ``path`` to ``key`` in one PUT (the ETag is then the file's MD5 on plain S3)."""
         with path.open("rb") as fh:
@@ -221,3 +228,12 @@ class ObjectStore:
         except (BotoCoreError, ClientError) as exc:
             tmp.unlink(missing_ok=True)
             raise self.error(exc, f"read {key}") from exc
+
+
+@lru_cache(maxsize=8)
+def _shared(
+    url: str, endpoint_url: str | None, region: str | None, key_id: str | None, secret: str | None
+) -> ObjectStore:
+    return ObjectStore(
+        url, endpoint_url=endpoint_url, region=region, access_key_id=key_id, secret_access_key=secret
+    )
