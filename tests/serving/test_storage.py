@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -159,11 +160,13 @@ def test_a_photo_deleted_before_the_record_is_written_again(any_store: ImageStor
 
     carl = user(session, "carl")
     photo = images.photo(5)
-    digest = any_store.put(photo)
-    assert any_store.remove_if_unreferenced(session, digest, lambda d: 0)
+    written: Future[tuple[str, bool]] = Future()
+    written.set_result(any_store.add(photo))  # written while the model ran...
+    digest = written.result()[0]
+    assert any_store.remove_if_unreferenced(session, digest, lambda d: 0)  # ...then deleted as an orphan
     checked = predictions.CheckedSubmission("Lampe de chevet", "", photo, "image/jpeg")
     answer = ModelOutput(2060, "lampe", 0.9, [Candidate(2060, "lampe", 0.9)])
-    row = predictions.record_prediction(session, any_store, checked, answer, "t", carl)
+    row = predictions.record_prediction(session, any_store, checked, answer, "t", carl, written=written)
     assert row.image_sha256 == digest and any_store.read(digest) == photo
 
 
