@@ -325,7 +325,7 @@ def verify(database_url: str, storage: Path, record: Record, *, killed: bool = F
     from prodtype.db.engine import make_engine, make_sessionmaker
     from prodtype.db.tables import AuditEvent, Prediction, Status, User
     from prodtype.serving.doctor import examine
-    from prodtype.serving.storage import ImageStore
+    from prodtype.serving.storage import LocalImageStore
 
     problems: list[str] = list(record.server_errors[:20])
     if record.server_errors:
@@ -334,7 +334,7 @@ def verify(database_url: str, storage: Path, record: Record, *, killed: bool = F
         problems.append(f"connection errors: {dict(record.transport_errors)}")
     if record.image_mismatches:
         problems.append(f"photos served back with other bytes: {record.image_mismatches[:10]}")
-    store = ImageStore(storage / "images")
+    store = LocalImageStore(storage / "images")
     engine = make_engine(database_url)
     try:
         with make_sessionmaker(engine)() as session:
