@@ -406,8 +406,13 @@ def test_the_airflow_components_share_one_configuration_and_the_workers_share_pr
     )
     for key in shared:
         assert worker["environment"][key] == app["environment"][key], key
-    storage = app["environment"]["PRODTYPE_STORAGE_DIR"]
-    assert f"prodtype-data:{storage}" in worker["volumes"] and f"prodtype-data:{storage}" in app["volumes"]
+    targets = {
+        name: dict(split_mount(m)[::-1] for m in services[name]["volumes"])
+        for name in ("prodtype", "airflow-worker")
+    }
+    for name, mounts in targets.items():  # storage shared, and the base data where PRODTYPE_DATA_DIR says
+        assert mounts[app["environment"]["PRODTYPE_STORAGE_DIR"]] == "prodtype-data", name
+        assert mounts[app["environment"]["PRODTYPE_DATA_DIR"]].startswith("${PRODTYPE_TRAINING_DATA"), name
     for name in AIRFLOW_SERVICES - {"airflow-init"}:
         assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
     assert services["airflow-init"]["command"][-1].endswith("airflow db migrate")
