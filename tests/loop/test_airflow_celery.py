@@ -2,9 +2,11 @@
 
 Marker ``airflow_celery`` (``pytest -m airflow_celery``). Each Airflow component runs as its own process, as
 on several machines: the API server (the workers' Execution API), the scheduler, the DAG processor and
-``airflow celery worker``; the broker is the Redis that runs here (a private database number, a queue of the
-test's own), Airflow's metadata database and Celery's result backend a fresh PostgreSQL database. The DAG file
-is the one in dags/, unchanged; prodtype's settings reach the tasks through the worker's environment only.
+``airflow celery worker``. The broker is the Redis that runs here (a private database number, flushed before
+and after, and a queue of the test's own); ``PRODTYPE_TEST_CELERY_BROKER=amqp://…`` runs the test on
+RabbitMQ instead. Airflow's metadata database and Celery's result backend are a fresh PostgreSQL database.
+The DAG file is the one in dags/, unchanged; prodtype's settings reach the tasks through the worker's
+environment only.
 
 ``prodtype_retrain`` is triggered with ``{"force": true}`` on a tiny data set (300 products, 2 folds, no text
 embedder): every task must succeed, each through Celery (its result is in the result backend), and a new
@@ -24,7 +26,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -41,6 +45,8 @@ PRODTYPE = Path(sys.executable).parent / "prodtype"
 REDIS_URL = os.environ.get("PRODTYPE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 # A Redis database of this test's own (flushed before and after), so that no other user's keys are touched.
 REDIS_DB = int(os.environ.get("PRODTYPE_TEST_CELERY_REDIS_DB", "13"))
+# An amqp:// URL (e.g. amqp://guest:guest@127.0.0.1:5672//) runs the test on RabbitMQ instead of Redis.
+AMQP_URL = os.environ.get("PRODTYPE_TEST_CELERY_BROKER", "")
 DAG_ID = "prodtype_retrain"
 TASKS = ["check_trigger", "export_feedback", "train", "evaluate", "register", "promote"]
 RUN_TIMEOUT = 240  # seconds, from the trigger to the end of the run
@@ -126,23 +132,51 @@ class Cluster:
             _kill(family[name] + _descendants(proc.pid), signal.SIGKILL)
 
 
+def _unreachable(message: str) -> None:
+    if in_ci():
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def _redis() -> redis.Redis:
     client = redis.Redis.from_url(REDIS_URL, db=REDIS_DB, socket_connect_timeout=3)
     try:
         client.ping()
     except redis.RedisError as exc:
-        message = f"Redis at {REDIS_URL} is unreachable ({exc}): the Celery broker of this test"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        _unreachable(f"Redis at {REDIS_URL} is unreachable ({exc}): the Celery broker of this test")
     return client
 
 
+DELETE_QUEUE = """
+import sys
+from kombu import Connection
+with Connection(sys.argv[1]) as conn:
+    conn.default_channel.queue_delete(sys.argv[2])
+"""
+
+
+@dataclass(frozen=True)
+class Broker:
+    url: str
+    queue: str  # the test's own: no other worker takes its tasks, and it takes no one else's
+
+
 @pytest.fixture
-def broker() -> Iterator[str]:
+def broker() -> Iterator[Broker]:
+    queue = f"prodtype-test-{secrets.token_hex(4)}"
+    if AMQP_URL:
+        url = urlsplit(AMQP_URL)
+        try:
+            socket.create_connection((url.hostname or "127.0.0.1", url.port or 5672), timeout=3).close()
+        except OSError as exc:
+            _unreachable(f"RabbitMQ at {url.hostname}:{url.port} is unreachable ({exc})")
+        yield Broker(AMQP_URL, queue)
+        python = str(airflow_bin().parent / "python")
+        subprocess.run([python, "-c", DELETE_QUEUE, AMQP_URL, queue], timeout=60, check=False)
+        return
     client = _redis()
     client.flushdb()
-    yield f"{REDIS_URL}/{REDIS_DB}"
+    yield Broker(f"{REDIS_URL}/{REDIS_DB}", queue)
     client.flushdb()
     client.close()
 
@@ -181,7 +215,7 @@ def _task_logs(home: Path, states: dict[object, object]) -> str:
 
 def test_the_retrain_dag_runs_on_celery_workers(
     tmp_path: Path,
-    broker: str,
+    broker: Broker,
     airflow_database: str,
     prodtype_database: str,
     tiny_data_dir: Path,
@@ -197,7 +231,7 @@ def test_the_retrain_dag_runs_on_celery_workers(
     home = tmp_path / "airflow-home"
     home.mkdir()
     api_port = _free_port()
-    queue = f"prodtype-test-{secrets.token_hex(4)}"
+    queue = broker.queue
     airflow_db = make_url(airflow_database).set(drivername="postgresql+psycopg2")
     db_url = airflow_db.render_as_string(hide_password=False)
     env = airflow_env(
@@ -214,7 +248,7 @@ def test_the_retrain_dag_runs_on_celery_workers(
             # Airflow on the CeleryExecutor, every component pointed at the same database, broker and API.
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
-            "AIRFLOW__CELERY__BROKER_URL": broker,
+            "AIRFLOW__CELERY__BROKER_URL": broker.url,
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db_url,
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": queue,
@@ -299,4 +333,4 @@ def test_the_retrain_dag_runs_on_celery_workers(
     assert models.returncode == 0, models.stderr[-3000:]
     listing = json.loads(models.stdout)
     assert listing["count"] == 1 and listing["champion"] == 1, listing
-    print(f"\nCelery DAG test: {time.monotonic() - started:.0f} s, run {run_id}")
+    print(f"\nCelery DAG test: {time.monotonic() - started:.0f} s, broker {broker.url.split('://')[0]}")
