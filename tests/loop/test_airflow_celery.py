@@ -315,8 +315,17 @@ def test_the_retrain_dag_runs_on_celery_workers(
         # Each task went through Celery: queued on the test's queue, its result stored by the worker.
         queues = {q for (q,) in _rows(db_url, "SELECT queue FROM task_instance WHERE run_id = %s", run_id)}
         assert queues == {queue}
-        results = _rows(db_url, "SELECT status FROM celery_taskmeta")
-        assert [s for (s,) in results].count("SUCCESS") == len(TASKS), results
+
+        # (the worker stores a Celery result once the task's process has exited, after Airflow has its state)
+        def results() -> list[object]:
+            return [s for (s,) in _rows(db_url, "SELECT status FROM celery_taskmeta")]
+
+        until(
+            lambda: results() == ["SUCCESS"] * len(TASKS),
+            60,
+            lambda: f"Celery results: {results()}\n{cluster.log('worker')}",
+            every=0.5,
+        )
     finally:
         cluster.stop()
         left = [name for name, p in cluster.procs.items() if p.poll() is None]
