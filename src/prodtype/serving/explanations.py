@@ -62,9 +62,8 @@ def explain_prediction(
         )
     image = None
     if row.image_sha256 is not None:
-        if store.exists(row.image_sha256):
-            image = store.read(row.image_sha256)
-        else:
+        image = store.get(row.image_sha256)
+        if image is None:
             notes.append("The photo is missing from the image store; explained from the text alone.")
     try:
         try:
