@@ -8,10 +8,12 @@ RabbitMQ instead. Airflow's metadata database and Celery's result backend are a 
 The DAG file is the one in dags/, unchanged; prodtype's settings reach the tasks through the worker's
 environment only.
 
-``prodtype_retrain`` is triggered with ``{"force": true}`` on a tiny data set (300 products, 2 folds, no text
-embedder): every task must succeed, each through Celery (its result is in the result backend), and a new
-model version must be registered and promoted. Every process started is stopped afterwards, its children
-too, pass or fail.
+Photos live in an S3-compatible object store (moto in server mode, ``PRODTYPE_IMAGE_STORE=s3://…``), as on
+several machines. A few reviewed predictions with photos are recorded first; then ``prodtype_retrain`` is
+triggered with ``{"force": true}`` on a tiny data set (300 products, 2 folds, no text embedder): every task
+must succeed, each through Celery (its result is in the result backend), the export step must have fetched
+every reviewed photo from the object store, and a new model version must be registered and promoted.
+Every process started is stopped afterwards, its children too, pass or fail.
 """
 
 from __future__ import annotations
@@ -30,13 +32,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pandas as pd
 import psycopg
 import pytest
 import redis
 from sqlalchemy.engine import make_url
 
 from loop.airflow_support import airflow_bin, airflow_env, in_ci, run_airflow
+from loop.records import review, submit
+from loop.tiny import TYPES
+from prodtype.config import Settings
+from prodtype.db.engine import make_engine, make_sessionmaker
+from prodtype.serving.storage import open_image_store
 from service_support.databases import PostgresBackend, postgres_backend  # noqa: F401 (fixture)
+from service_support.object_store import s3_endpoint, s3_env, s3_settings, s3_url  # noqa: F401 (fixtures)
 from service_support.waiting import until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.airflow_celery]
@@ -51,6 +60,7 @@ DAG_ID = "prodtype_retrain"
 TASKS = ["check_trigger", "export_feedback", "train", "evaluate", "register", "promote"]
 RUN_TIMEOUT = 240  # seconds, from the trigger to the end of the run
 TRAIN_CONFIG = {"folds": 2, "embedder": None}
+FEEDBACK = 6  # reviewed predictions with a photo, recorded before the run
 
 
 def _free_port() -> int:
@@ -213,14 +223,42 @@ def _task_logs(home: Path, states: dict[object, object]) -> str:
     return "\n".join(out)
 
 
+def _record_reviewed_photos(settings: Settings, data_dir: Path, tiny_data_dir: Path) -> None:
+    """``FEEDBACK`` products of the tiny data's types, not in it, predicted and accepted with their photos
+    (stored through the configured store: the object store)."""
+    x = pd.read_csv(data_dir / "X_train.csv", index_col=0, keep_default_na=False)
+    y = pd.read_csv(data_dir / "Y_train.csv", index_col=0)["prdtypecode"]
+    taken = set(pd.read_csv(tiny_data_dir / "X_train.csv", index_col=0).index)
+    store = open_image_store(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_sessionmaker(engine)() as session:
+            count = 0
+            for index, row in x[y.isin(TYPES) & ~x.index.isin(taken)].iterrows():
+                photo = data_dir / "image_train" / f"image_{row.imageid}_product_{row.productid}.jpg"
+                if not photo.is_file():
+                    continue
+                made = submit(session, row.designation, int(y[index]), image=photo.read_bytes(), store=store)
+                review(session, made, "accept")
+                count += 1
+                if count == FEEDBACK:
+                    break
+    finally:
+        engine.dispose()
+    assert count == FEEDBACK
+
+
 def test_the_retrain_dag_runs_on_celery_workers(
     tmp_path: Path,
     broker: Broker,
     airflow_database: str,
     prodtype_database: str,
+    data_dir: Path,
     tiny_data_dir: Path,
     feature_cache_dir: Path,
     mlflow_template: Path,
+    s3_endpoint: str,  # noqa: F811
+    s3_url: str,  # noqa: F811
 ) -> None:
     airflow_bin()  # skip (or fail under CI) without the Airflow virtualenv
     started = time.monotonic()
@@ -228,6 +266,13 @@ def test_the_retrain_dag_runs_on_celery_workers(
     (storage / "mlflow").mkdir(parents=True, exist_ok=True)
     (storage / "mlflow" / "mlflow.db").write_bytes(mlflow_template.read_bytes())
     (tmp_path / "train_config.json").write_text(json.dumps(TRAIN_CONFIG))
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        storage_dir=storage,
+        database_url=prodtype_database,
+        **s3_settings(s3_endpoint, s3_url),
+    )
+    _record_reviewed_photos(settings, data_dir, tiny_data_dir)
     home = tmp_path / "airflow-home"
     home.mkdir()
     api_port = _free_port()
@@ -245,6 +290,7 @@ def test_the_retrain_dag_runs_on_celery_workers(
             "PRODTYPE_IMAGE_CACHE_DIR": str(feature_cache_dir / "image"),
             "PRODTYPE_TRAIN_CONFIG_FILE": str(tmp_path / "train_config.json"),
             "PRODTYPE_JWT_SECRET": "celery-test-" + "x" * 40,
+            **s3_env(s3_endpoint, s3_url),
             # Airflow on the CeleryExecutor, every component pointed at the same database, broker and API.
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url,
@@ -330,6 +376,11 @@ def test_the_retrain_dag_runs_on_celery_workers(
         cluster.stop()
         left = [name for name, p in cluster.procs.items() if p.poll() is None]
         assert not left, f"still running: {left}"
+    # The export step (on the worker) fetched every reviewed photo from the object store, none on local disk.
+    (feedback,) = (storage / "loop" / "runs").glob("*/feedback")
+    assert len(pd.read_csv(feedback / "X_feedback.csv", index_col=0)) == FEEDBACK
+    assert len(list((feedback / "image_train").iterdir())) == FEEDBACK
+    assert not settings.images_dir.exists() or not any(settings.images_dir.rglob("*.*"))
     # The DAG registered and promoted a new version (the first one: the registry was empty).
     models = subprocess.run(
         [str(PRODTYPE), "models", "list", "--json"],
