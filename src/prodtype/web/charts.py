@@ -75,7 +75,7 @@ def compare_bars(
     if x_label:
         chart.labels.append(Label(left + bar_w / 2, bottom + 16, x_label, "middle", "axis-title"))
     if diff_label:
-        chart.labels.append(Label(left + bar_w + 8, bottom + 16, diff_label, "start", "axis-title"))
+        chart.labels.append(Label(left + bar_w + 24, bottom + 16, diff_label, "start", "axis-title"))
     return chart
 
 
@@ -101,11 +101,13 @@ def grouped_bars(
             chart.rects.append(
                 Rect(x + step * offset, bottom - h, step * 0.38, h, kind, f"{label}: {value:.1%}")
             )
-        chart.labels.append(Label(x + step * 0.5, bottom + 14, label, "middle"))
+        # many categories: every other label a line lower, so that neighbours do not overlap
+        low = 12 if len(rows) > 14 and i % 2 else 0
+        chart.labels.append(Label(x + step * 0.5, bottom + 14 + low, label, "middle"))
     chart.lines.append((45, bottom, width - 10, bottom, "axis"))
     chart.labels.append(Label(40, top + 4, f"{peak:.0%}", "end"))
     chart.labels.append(Label(40, bottom, "0", "end"))
-    _axis_titles(chart, x_label, y_label, (50 + width - 10) / 2, bottom + 34, (top + bottom) / 2)
+    _axis_titles(chart, x_label, y_label, (50 + width - 10) / 2, bottom + 44, (top + bottom) / 2)
     return chart
 
 
