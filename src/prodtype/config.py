@@ -164,6 +164,11 @@ class Settings(BaseSettings):
     bulk_job_max_zip_ratio: float = Field(
         default=50.0, gt=1, description="Uncompressed over compressed size of one zip entry, at most"
     )
+    bulk_job_keep_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days a finished bulk job (its rows and result file) is kept; 0 keeps them for ever",
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `prodtype serve`")
 
     admin_username: str = Field(default="admin", min_length=3, max_length=64)
