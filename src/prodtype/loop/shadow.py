@@ -364,6 +364,9 @@ class ShadowStatus(BaseModel):
     )
     refused: dict[str, str] = Field(description="Versions this process refused to run in shadow, and why")
     rule: str = Field(description="The promotion rule's live part, as configured")
+    require_live: bool = Field(description="Whether promotion requires the live figures")
+    min_reviews: int = Field(description="Reviewed products answered in shadow needed to be promoted")
+    max_drop: float = Field(description="How far below the champion's its live accuracy may be")
 
 
 def shadow_status(
@@ -392,4 +395,7 @@ def shadow_status(
         scorer=scorer.status() if scorer is not None else {},
         refused={str(k): v for k, v in (follower.refused if follower is not None else {}).items()},
         rule=rule,
+        require_live=loop.promotion_require_live,
+        min_reviews=loop.promotion_live_min_reviews,
+        max_drop=loop.promotion_live_max_drop,
     )
