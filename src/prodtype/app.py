@@ -202,14 +202,15 @@ def install_loop(app: FastAPI) -> None:
                     await run_in_threadpool(follower.check_now)
                 except Exception as exc:  # the registry must not keep the service from starting
                     log.warning("could not read the champion from %s: %s", registry, exc)
-            if first_look and registry.store_exists():
+            # The recorded shadow version is honoured from the start, followed or not afterwards.
+            if registry.store_exists():
                 try:
                     await run_in_threadpool(shadow.check_now)
                 except Exception as exc:
                     log.warning("could not read the shadow version: %s", exc)
             if loop_settings.follow_champion:
                 follower.start()
-                shadow.start()
+            shadow.start()  # the shadow record is prodtype's own: followed even with a fixed champion
             try:
                 yield state
             finally:

@@ -51,7 +51,9 @@ def test_a_shuffled_challenger_in_shadow_is_far_below_the_champion_live_and_is_n
     assert champion.promoted and champion.version == 1, champion
     shuffled = retrain.run_all(ctx, force=True, shuffle_labels=True)
     assert shuffled.version == 2 and not shuffled.promoted, shuffled
-    assert shuffled.reason is not None and "only 0 reviewed products with its shadow answer" in shuffled.reason
+    assert (
+        shuffled.reason is not None and "only 0 reviewed products with its shadow answer" in shuffled.reason
+    )
     recorded = ShadowLedger(ctx.sessions()).current(ctx.registry.model_name)
     assert recorded is not None and recorded.version == 2 and recorded.actor == "retrain"
 
@@ -76,7 +78,9 @@ def test_a_shuffled_challenger_in_shadow_is_far_below_the_champion_live_and_is_n
             assert r.status_code == 200, r.text
             return dict(r.json())
 
-        until(lambda: shadow()["scorer"]["version"] == 2, 120, lambda: f"not in shadow: {shadow()}", every=0.2)
+        until(
+            lambda: shadow()["scorer"]["version"] == 2, 120, lambda: f"not in shadow: {shadow()}", every=0.2
+        )
         truth: dict[int, int] = {}
         for row in products.itertuples():
             form = {"designation": (None, row.designation), "description": (None, row.description)}
@@ -106,7 +110,9 @@ def test_a_shuffled_challenger_in_shadow_is_far_below_the_champion_live_and_is_n
 
         metrics = client.get("/metrics").text
         challenger = re.search(r'^prodtype_shadow_live_accuracy\{model="challenger"\} (\S+)$', metrics, re.M)
-        assert challenger is not None and abs(float(challenger.group(1)) - live["challenger"]["accuracy"]) < 1e-9
+        assert (
+            challenger is not None and abs(float(challenger.group(1)) - live["challenger"]["accuracy"]) < 1e-9
+        )
         assert re.search(r"^prodtype_shadow_reviewed_products 30\.0$", metrics, re.M), metrics[-3000:]
         assert re.search(r'^prodtype_shadow_products_total\{outcome="scored"\} 30\.0$', metrics, re.M)
 
@@ -125,3 +131,9 @@ def test_a_shuffled_challenger_in_shadow_is_far_below_the_champion_live_and_is_n
         r = client.post(f"{API}/predictions", files={"designation": (None, "Stylo bille")}, headers=carl)
         assert r.status_code == 201
         assert shadow()["scorer"]["submitted"] == len(truth)
+        # Back in shadow over the API: this process installs it before answering; the champion cannot be.
+        r = client.put(f"{API}/models/1/shadow", headers=admin)
+        assert r.status_code == 409 and "is the champion" in r.json()["detail"]
+        r = client.put(f"{API}/models/2/shadow", json={"reason": "again"}, headers=admin)
+        assert r.status_code == 200 and r.json()["version"] == 2 and r.json()["scorer"]["version"] == 2
+        assert r.json()["reason"] == "again" and r.json()["by"] == "admin"

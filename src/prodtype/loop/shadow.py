@@ -317,6 +317,18 @@ class ShadowFollower:
             log.info("version %s now runs in shadow", record.version)
             return True
 
+    def follow_now(self, retry: int | None = None) -> None:
+        """Follow a change made in this process at once (others see it at their next poll); an error is
+        kept in :attr:`last_error` and logged, never raised to the admin who made the change."""
+        if retry is not None:
+            self.refused.pop(retry, None)
+        try:
+            self.check_now()
+            self.last_error = None
+        except Exception as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("could not follow the shadow version: %s", exc)
+
     def wake(self, retry: int | None = None) -> None:
         if retry is not None:
             self.refused.pop(retry, None)

@@ -338,7 +338,7 @@ def rollback_model(
 def _shadow_changed(request: Request, version: int | None = None) -> None:
     follower = getattr(request.app.state, "shadow_follower", None)
     if follower is not None:
-        follower.wake(retry=version)
+        follower.follow_now(retry=version)  # this process at once; the others at their next poll
 
 
 @router.post("/models/shadow/stop")

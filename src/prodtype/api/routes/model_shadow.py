@@ -36,10 +36,11 @@ def _status(request: Request) -> ShadowStatus:
     )
 
 
-def _wake(request: Request, version: int | None = None) -> None:
+def _follow(request: Request, version: int | None = None) -> None:
+    """This process follows the change at once (so the answer shows it); the others at their next poll."""
     follower = getattr(request.app.state, "shadow_follower", None)
     if follower is not None:
-        follower.wake(retry=version)
+        follower.follow_now(retry=version)
 
 
 @router.get("/shadow")
@@ -69,7 +70,7 @@ async def start_shadow(
         reason=reason,
         check=lambda path: load_checked(Path(path), codes),
     )
-    _wake(request, version)
+    await run_in_threadpool(_follow, request, version)
     return _status(request)
 
 
@@ -82,5 +83,5 @@ def stop_shadow(
     ShadowLedger(request.app.state.sessions).stop(
         registry_of(request).model_name, actor=admin.username, reason=reason
     )
-    _wake(request)
+    _follow(request)
     return _status(request)
