@@ -137,3 +137,9 @@ def test_a_shuffled_challenger_in_shadow_is_far_below_the_champion_live_and_is_n
         r = client.put(f"{API}/models/2/shadow", json={"reason": "again"}, headers=admin)
         assert r.status_code == 200 and r.json()["version"] == 2 and r.json()["scorer"]["version"] == 2
         assert r.json()["reason"] == "again" and r.json()["by"] == "admin"
+        # The bulk API's products are shadowed too.
+        before = shadow()["scorer"]["scored"]
+        items = [{"designation": "Piscine tubulaire"}, {"designation": "Lot de 6 verres à vin"}]
+        r = client.post(f"{API}/predictions/batch", json=items, headers=carl)
+        assert r.status_code == 200 and r.json()["created"] == 2
+        until(lambda: shadow()["scorer"]["scored"] == before + 2, 60, lambda: f"{shadow()['scorer']}")
