@@ -212,3 +212,29 @@ def test_put_in_shadow_refuses_the_champion_and_unknown_versions(
 def test_loop_settings_refuse_a_bad_live_rule() -> None:
     with pytest.raises(ValueError, match="promotion_live_min_reviews"):
         LoopSettings(_env_file=None, promotion_live_min_reviews=0)  # type: ignore[call-arg]
+
+
+@both_databases
+def test_live_figures_count_only_reviewed_products_answered_by_that_version(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as session:
+        right = _prediction(session, 10, 10)  # both right
+        wrong = _prediction(session, 10, 2583)  # the served model wrong, the shadow right
+        pending = _prediction(session, 10, None)  # not reviewed yet: left out
+        rejected = _prediction(session, 10, None)
+        session.get(Prediction, rejected).status = "rejected"  # type: ignore[union-attr]
+        for pid, code, version in (
+            (right, 10, 5),
+            (wrong, 2583, 5),
+            (pending, 40, 5),
+            (rejected, 40, 5),
+            (right, 40, 6),  # another version's answer: not this comparison
+        ):
+            session.add(ShadowPrediction(prediction_id=pid, version=version, code=code, confidence=0.5))
+        session.commit()
+        live = compare_live(session, 5)
+        other = compare_live(session, 6)
+    assert (live.n, live.champion.correct, live.challenger.correct) == (2, 1, 2)
+    assert (live.only_champion_right, live.only_challenger_right, live.difference) == (0, 1, 0.5)
+    assert (other.n, other.challenger.correct, other.champion.correct) == (1, 0, 1)
