@@ -262,8 +262,33 @@ def doctor(
         raise typer.Exit(1)
 
 
+bulk_jobs_app = typer.Typer(no_args_is_help=True, help="Manage bulk classification jobs.")
+
+
+@bulk_jobs_app.command("clean")
+def bulk_jobs_clean(
+    keep_days: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Keep jobs finished in the last N days; 0 keeps all [default: PRODTYPE_BULK_JOB_KEEP_DAYS]",
+        ),
+    ] = None,
+) -> None:
+    """Delete bulk jobs finished more than N days ago (their rows and result; the predictions they made
+    stay) and leftover files under PRODTYPE_STORAGE_DIR/bulk. The server also does it when it starts and
+    once a day."""
+    from prodtype.serving.bulk_jobs import clean_old_jobs
+
+    settings = get_settings()
+    with _service_errors(), _database(settings) as session:
+        result = clean_old_jobs(session, settings, keep_days=keep_days)
+    console.print(result.describe())
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("run")(run)
     app.command("doctor")(doctor)
     app.add_typer(users_app, name="users")
+    app.add_typer(bulk_jobs_app, name="bulk-jobs")
