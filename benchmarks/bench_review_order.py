@@ -68,7 +68,7 @@ from prodtype.ml.train import TrainConfig, fit_model
 from prodtype.serving import predictions, reviews, users
 from prodtype.serving.model_holder import load_model
 from prodtype.serving.predictions import PredictionFilter
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.storage import LocalImageStore
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_ORDER = "least-confident"
@@ -210,7 +210,7 @@ def run_seed(
     engine = make_engine(f"sqlite:///{work / 'prodtype.db'}")
     migrate.upgrade(engine)
     sessions = make_sessionmaker(engine)
-    store = ImageStore(work / "images")
+    store = LocalImageStore(work / "images")
     catalog = load_catalog()
     with sessions() as s:
         customer = users.create_user(s, "customer", "bench-password-1", Role.CUSTOMER)

@@ -32,7 +32,9 @@ from prodtype.db.tables import (
 )
 from prodtype.serving.bulk_jobs import ORPHAN_FILE_AGE, BulkWorker, clean_old_jobs, zip_path
 from prodtype.serving.errors import InvalidInputError, ModelUnavailableError
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.object_store import ObjectStore
+from prodtype.serving.storage import LocalImageStore
+from service_support.object_store import keys, s3_endpoint, s3_settings, s3_url  # noqa: F401 (fixtures)
 from service_support.waiting import until
 
 NOW = utcnow()
@@ -174,7 +176,7 @@ def test_the_worker_cleans_when_it_starts(session: Session, settings: Settings, 
     def no_model() -> object:
         raise ModelUnavailableError("no model in this test")
 
-    worker = BulkWorker(sessions, settings, ImageStore(settings.images_dir), no_model, poll_seconds=0.05)  # type: ignore[arg-type]
+    worker = BulkWorker(sessions, settings, LocalImageStore(settings.images_dir), no_model, poll_seconds=0.05)  # type: ignore[arg-type]
     worker.start()
     try:
         until(lambda: old not in job_ids(session), timeout=30, message="the worker did not clean")
@@ -206,3 +208,30 @@ def test_the_clean_command(cli: typer.Typer, session: Session, settings: Setting
     assert job_ids(session) == set()
     result = CliRunner().invoke(cli, ["bulk-jobs", "clean", "--keep-days", "-2"])
     assert result.exit_code == 2 and "greater than or equal to 0" in " ".join(result.output.split())
+
+
+def test_zips_in_the_object_store_go_like_the_files(
+    session: Session,
+    settings: Settings,
+    s3_endpoint: str,  # noqa: F811
+    s3_url: str,  # noqa: F811
+) -> None:
+    """With PRODTYPE_IMAGE_STORE the zips wait under bulk/ in the store: a finished job's goes, an unfinished
+    job's stays, one that no job explains goes once older than a day."""
+    settings = settings.model_copy(update={"bulk_job_keep_days": 30, **s3_settings(s3_endpoint, s3_url)})
+    objects = ObjectStore.from_settings(settings)
+    assert objects is not None
+    done = add_job(session, settings, JobStatus.DONE, 2)
+    queued = add_job(session, settings, JobStatus.QUEUED, None)
+    unknown = uuid.uuid4().hex
+    for job_id in (done, queued, unknown):
+        objects.put(f"bulk/{job_id}.zip", b"zip")
+
+    def stored() -> set[str]:
+        return {k.rsplit("/", 1)[-1].removesuffix(".zip") for k in keys(s3_endpoint, s3_url)}
+
+    assert clean_old_jobs(session, settings, now=utcnow()).files == 1
+    assert stored() == {queued, unknown}  # the unknown one may be a submission in progress
+    later = utcnow() + ORPHAN_FILE_AGE + timedelta(hours=1)
+    assert clean_old_jobs(session, settings, now=later).files == 1
+    assert stored() == {queued}

@@ -345,9 +345,30 @@ def clean_old_jobs(
             path.unlink(missing_ok=True)
             files += 1
     files += _clean_files(session, settings, now)
+    files += _clean_stored_zips(session, settings, now)
     if old or files:
         log.info("bulk jobs: removed %d old job(s) (%d rows) and %d file(s)", len(old), rows, files)
     return CleanupResult(len(old), rows, files, days)
+
+
+def _clean_stored_zips(session: Session, settings: Settings, now: datetime) -> int:
+    """The object store's side of :func:`_clean_files`: the zips under ``bulk/`` that no unfinished job
+    needs (a job that ended, or none and older than :data:`ORPHAN_FILE_AGE`)."""
+    objects = ObjectStore.from_settings(settings)
+    if objects is None:
+        return 0
+    statuses = dict(session.execute(select(BulkJob.id, BulkJob.status)).all())
+    removed = 0
+    for key, age in list(objects.ages("bulk", now)):
+        name = key.rsplit("/", 1)[-1]
+        job_id = name.removesuffix(".zip") if name.endswith(".zip") else None
+        status = statuses.get(job_id) if job_id is not None else None
+        if status in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
+            continue  # still needed
+        if status is not None or age > ORPHAN_FILE_AGE:
+            objects.delete(key)
+            removed += 1
+    return removed
 
 
 def _clean_files(session: Session, settings: Settings, now: datetime) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
@@ -210,6 +211,20 @@ class ObjectStore:
         """Write what ``data`` holds from its start (an upload spooled to disk, say) under ``key``."""
         data.seek(0)
         self._call(f"write {key}", "put_object", Key=self.location.key(key), Body=data)
+
+    def ages(self, under: str, now: datetime) -> Iterator[tuple[str, timedelta]]:
+        """(key relative to the prefix, time since it was last written) of every object under ``under``."""
+        base = self.location.key(under)
+        strip = len(self.location.key("")) + 1 if self.location.prefix else 0
+        paginator = self.client.get_paginator("list_objects_v2")
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=f"{base}/"):
+                for item in page.get("Contents", []):
+                    yield str(item["Key"])[strip:], now - item["LastModified"]
+        except (BotoCoreError, ClientError) as exc:
+            raise self.error(exc, f"list {under}") from exc
 
     def upload_file(self, key: str, path: Path) -> None:
         """Copy the file at ``path`` to ``key`` in one PUT (the ETag is then the file's MD5 on plain S3)."""
