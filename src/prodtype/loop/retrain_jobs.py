@@ -9,12 +9,12 @@ that there is no moment when the lock is free between the request and the child)
 copy: the lock then lives exactly as long as the training process, even when that process is killed. Job
 records are JSON files under ``<storage>/loop/jobs``.
 
-PostgreSQL (any number of replicas): the lock is a session-level advisory lock
-held by a connection of the process that trains, so the database frees it
-when that process ends or is killed. The API does not hand a lock over: it writes the job row, starts the
-child, and the child takes the lock itself; the API waits (a second or two) until the child holds it, or
-answers 409 when the child found it taken (two replicas starting at once: one child wins). Job records are
-rows of ``retrain_jobs``, with the tail of the log so that every replica can show it.
+PostgreSQL (any number of replicas): the lock is a session-level advisory lock held by a connection of the
+process that trains, so the database frees it when that process ends or is killed. The API does not hand a
+lock over: it writes the job row, starts the child, and the child takes the lock itself; the API waits (a
+few seconds: the child's start-up) until the child holds it, or answers 409 when the child found it taken
+(two replicas starting at once: one child wins). Job records are rows of ``retrain_jobs``, with the tail of
+the log so that every replica can show it.
 
 A retrain from the CLI or the Airflow DAG takes the same lock, so two never run at once.
 """
@@ -60,6 +60,7 @@ PG_LOCK_KEY = (0x70726F64, 0x72657472)
 # How long the API waits for its child to take the lock; a job still "starting" after this is dead.
 START_TIMEOUT_S = 120.0
 LOG_TAIL_CHARS = 8000
+LOG_TAIL_EVERY_S = 10.0
 DIED = "the retrain process ended without finishing (killed?)"
 
 
@@ -142,7 +143,16 @@ def job_lock(settings: Settings, job_id: str) -> Iterator[None]:
     try:
         with _pg_lock(settings, f"job {job_id}") as backend_pid:
             _pg_update(settings, job_id, lock_pid=backend_pid, pid=os.getpid(), host=socket.gethostname())
-            yield
+            stop = threading.Event()
+            copier = threading.Thread(
+                target=_copy_log_tail, args=(settings, job_id, stop), daemon=True, name="retrain-log-tail"
+            )
+            copier.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                copier.join(timeout=5)
     except RetrainBusyError as exc:
         if _pg_read_row(settings, job_id) is not None:
             _pg_update(settings, job_id, status="failed", error=str(exc))
@@ -463,6 +473,16 @@ def _pg_update(settings: Settings, job_id: str, **fields: Any) -> JobRecord:
     row = _pg_read_row(settings, job_id)
     assert row is not None
     return _to_record(row)
+
+
+def _copy_log_tail(settings: Settings, job_id: str, stop: threading.Event) -> None:
+    """Copy the log's tail into the row every ``LOG_TAIL_EVERY_S`` while the job runs (a step such as
+    training lasts minutes): every replica shows how far it got."""
+    while not stop.wait(LOG_TAIL_EVERY_S):
+        try:
+            _pg_update(settings, job_id)
+        except Exception as exc:  # the database unreachable for a moment: the next round will do
+            log.warning("could not copy the log of retrain job %s: %s", job_id, exc)
 
 
 def _pg_died(settings: Settings, row: RetrainJob) -> bool:
