@@ -55,8 +55,9 @@ LOCK_FD_ENV = "PRODTYPE_RETRAIN_LOCK_FD"
 JobStatus = Literal["running", "succeeded", "failed"]
 # The child's exit status when it found the lock taken (PostgreSQL): the API answers 409 and drops the row.
 BUSY_EXIT = 75
-# The advisory lock's key, two 32-bit integers ("prod", "retr"): pg_locks shows them as classid, objid.
-PG_LOCK_KEY = (0x70726F64, 0x72657472)
+# The advisory lock's key, two 32-bit integers ("retr", "ain1"): pg_locks shows them as classid, objid. The
+# first is a namespace of its own: other advisory locks of prodtype (e.g. the photos' references) use others.
+PG_LOCK_KEY = (0x72657472, 0x61696E31)
 # How long the API waits for its child to take the lock; a job still "starting" after this is dead.
 START_TIMEOUT_S = 120.0
 LOG_TAIL_CHARS = 8000
