@@ -18,7 +18,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from prodtype.config import Settings
-from prodtype.loop import retrain_jobs
+from prodtype.loop import retrain, retrain_jobs
+from prodtype.loop.retrain import LoopContext, RetrainResult
 from prodtype.loop.retrain_outcomes import read_outcomes
 from prodtype.serving.errors import ConflictError, NotFoundError
 from service_support.databases import both_databases
@@ -201,3 +202,25 @@ def test_job_records_are_read_from_a_second_process(settings: Settings, tmp_path
         "done",
         "admin",
     )
+
+
+@both_databases
+def test_a_finished_job_keeps_its_result_for_every_replica(
+    settings: Settings, tmp_path: Path, ctx: LoopContext
+) -> None:
+    other = other_replica(settings, tmp_path)
+    result = RetrainResult(
+        retrained=True,
+        reason="forced",
+        trigger=retrain.check(ctx),
+        version=3,
+        promoted=False,
+        candidate_metrics={"weighted_f1": 0.75, "n": 380},
+    )
+    job_id = "20261202000000abcdef12"
+    retrain_jobs.update_job(settings, job_id, id=job_id, status="running", step="train", requested_by="admin")
+    retrain_jobs.update_job(settings, job_id, status="succeeded", step="done", result=result)
+    record = retrain_jobs.read_job(other, job_id)
+    assert (record.status, record.step, record.requested_by) == ("succeeded", "done", "admin")
+    assert record.result == result and record.result.printed() == result.printed()
+    assert record.created_at and record.updated_at and record.created_at <= record.updated_at

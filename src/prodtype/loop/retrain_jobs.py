@@ -21,6 +21,7 @@ A retrain from the CLI or the Airflow DAG takes the same lock, so two never run 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -189,7 +190,10 @@ class JobRecord(BaseModel):
 
 
 def _write(path: Path, record: JobRecord) -> None:
-    atomic_write_text(path, record.model_dump_json(indent=2, exclude_none=True))
+    # None fields of the record left out, but not those inside the result: the trigger's live accuracy is
+    # None before any review, and a record without it would not load again.
+    data = {k: v for k, v in record.model_dump(mode="json", exclude_unset=True).items() if v is not None}
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def _load(path: Path) -> JobRecord:
@@ -233,7 +237,10 @@ def update_job(settings: Settings, job_id: str, **fields: Any) -> JobRecord:
     if on_postgres(settings):
         return _pg_update(settings, job_id, **fields)
     path = job_file(settings, job_id)
-    current = _load(path).model_dump(exclude_none=True) if path.is_file() else {"id": job_id}
+    if path.is_file():
+        current = _load(path).model_dump(exclude_unset=True)
+    else:
+        current = {"id": job_id, "created_at": _now()}
     record = JobRecord.model_validate({**current, **fields, "updated_at": _now()})
     _write(path, record)
     return record
@@ -456,7 +463,7 @@ def _pg_update(settings: Settings, job_id: str, **fields: Any) -> JobRecord:
         if isinstance(values.get(key), str):
             values[key] = datetime.fromisoformat(values[key])
     if isinstance(values.get("result"), BaseModel):
-        values["result"] = values["result"].model_dump(mode="json")
+        values["result"] = values["result"].model_dump(mode="json", exclude_unset=True)  # as in the files
     values["updated_at"] = datetime.now(UTC)
     with _engine(settings.resolved_database_url).begin() as conn:
         found = conn.execute(select(RetrainJob).where(RetrainJob.id == job_id).with_for_update()).first()
