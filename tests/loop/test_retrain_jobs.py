@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from prodtype.config import Settings
@@ -148,6 +149,7 @@ def test_a_started_job_holds_the_lock_until_its_process_ends(settings: Settings,
             lambda: "InvalidInputError" in (retrain_jobs.read_job(other, job.id).log_tail or ""), timeout=30
         )
     assert [j.id for j in retrain_jobs.recent_jobs(other)] == [job.id]
+    reaped(job.id)
 
 
 @both_databases
@@ -179,6 +181,7 @@ def test_two_replicas_starting_at_once_start_one_retrain(settings: Settings, tmp
             assert job.pid is not None
             os.killpg(job.pid, signal.SIGKILL)
     until(lambda: retrain_jobs.read_job(other, started[0].id).status == "failed", timeout=60)
+    reaped(started[0].id)
 
 
 @both_databases
@@ -224,3 +227,40 @@ def test_a_finished_job_keeps_its_result_for_every_replica(
     assert (record.status, record.step, record.requested_by) == ("succeeded", "done", "admin")
     assert record.result == result and record.result.printed() == result.printed()
     assert record.created_at and record.updated_at and record.created_at <= record.updated_at
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_job_that_loses_its_database_lock_stops(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    # A database restart or a cut connection frees the lock: the job must not go on beside a new one.
+    job = retrain_jobs.start_job(settings, "admin")  # real data: it would train for a while
+    try:
+        with sessions() as s:
+            killed = s.execute(
+                text("SELECT pg_terminate_backend(lock_pid) FROM retrain_jobs WHERE id = :id"), {"id": job.id}
+            ).scalar()
+        assert killed
+        # Any replica reading it now sees it failed (its lock is gone); the job stops within a watch period.
+        assert retrain_jobs.read_job(settings, job.id).status == "failed"
+        assert job.pid is not None
+        until(lambda: not _alive(job.pid), timeout=120, message="the job's process went on")
+        reaped(job.id)
+        record = retrain_jobs.read_job(settings, job.id)
+        assert (record.status, record.error) == ("failed", retrain_jobs.LOCK_LOST)
+    finally:
+        if job.pid is not None and _alive(job.pid):
+            os.killpg(job.pid, signal.SIGKILL)
+
+
+def reaped(job_id: str) -> None:
+    """Wait for this process's reaper of the job (it writes the job's end after its process exits)."""
+    until(lambda: not any(t.name == f"retrain-{job_id}" for t in threading.enumerate()), timeout=60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -21,6 +21,7 @@ A retrain from the CLI or the Airflow DAG takes the same lock, so two never run 
 
 from __future__ import annotations
 
+import _thread
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -64,6 +66,7 @@ START_TIMEOUT_S = 120.0
 LOG_TAIL_CHARS = 8000
 LOG_TAIL_EVERY_S = 10.0
 DIED = "the retrain process ended without finishing (killed?)"
+LOCK_LOST = "the retrain lost its database lock (connection closed) and was stopped"
 
 
 class RetrainBusyError(ConflictError):
@@ -143,18 +146,23 @@ def job_lock(settings: Settings, job_id: str) -> Iterator[None]:
             yield
         return
     try:
-        with _pg_lock(settings, f"job {job_id}") as backend_pid:
-            _pg_update(settings, job_id, lock_pid=backend_pid, pid=os.getpid(), host=socket.gethostname())
+        with _pg_lock(settings, f"job {job_id}") as held:
+            host = socket.gethostname()
+            _pg_update(settings, job_id, lock_pid=held.backend_pid, pid=os.getpid(), host=host)
             stop = threading.Event()
-            copier = threading.Thread(
-                target=_copy_log_tail, args=(settings, job_id, stop), daemon=True, name="retrain-log-tail"
+            watcher = threading.Thread(
+                target=_watch_job, args=(settings, job_id, held, stop), daemon=True, name="retrain-watch"
             )
-            copier.start()
+            watcher.start()
             try:
                 yield
+            except KeyboardInterrupt:
+                if held.lost:  # the watcher stopped the run: say why (the run's handler wrote the interrupt)
+                    _pg_update(settings, job_id, status="failed", error=LOCK_LOST)
+                raise
             finally:
                 stop.set()
-                copier.join(timeout=5)
+                watcher.join(timeout=5)
     except RetrainBusyError as exc:
         if _pg_read_row(settings, job_id) is not None:
             _pg_update(settings, job_id, status="failed", error=str(exc))
@@ -361,10 +369,13 @@ def _reap(settings: Settings, job_id: str, proc: subprocess.Popen[bytes]) -> Non
     how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
     error = f"the retrain process ended ({how}) before finishing"
     if on_postgres(settings):
-        if _pg_fail_if_running(settings, job_id, error):
-            _record_failure(settings, job_id, error)
-        else:  # it wrote its end; what it printed after (a traceback) goes into the tail too
-            _pg_update(settings, job_id)
+        try:
+            if _pg_fail_if_running(settings, job_id, error):
+                _record_failure(settings, job_id, error)
+            else:  # it wrote its end; what it printed after (a traceback) goes into the tail too
+                _pg_update(settings, job_id)
+        except Exception as exc:  # the database unreachable: the next replica to read the job marks it
+            log.warning("could not record the end of retrain job %s: %s", job_id, exc)
         return
     if _load(job_file(settings, job_id)).status == "running":
         update_job(settings, job_id, status="failed", error=error)
@@ -394,10 +405,17 @@ def _pg_holder(settings: Settings) -> tuple[int, str] | None:
     return int(row[0]), str(row[1] or "another process")
 
 
+@dataclass
+class _HeldLock:
+    backend_pid: int
+    connection: Connection  # used by no one else while the lock is held (the watcher checks it)
+    lost: bool = False
+
+
 @contextmanager
-def _pg_lock(settings: Settings, what: str) -> Iterator[int]:
-    """Hold the advisory lock on a connection of its own for the block; yield its backend pid. Closing the
-    connection (the block ends, or the process dies and the server sees the socket close) frees it."""
+def _pg_lock(settings: Settings, what: str) -> Iterator[_HeldLock]:
+    """Hold the advisory lock on a connection of its own for the block. Closing the connection (the block
+    ends, or the process dies and the server sees the socket close) frees it."""
     url = settings.resolved_database_url
     name = f"prodtype {what} {socket.gethostname()} pid {os.getpid()}"[:63]  # NAMEDATALEN - 1
     engine = make_engine(url, poolclass=NullPool, connect_args={"application_name": name})
@@ -407,7 +425,7 @@ def _pg_lock(settings: Settings, what: str) -> Iterator[int]:
         if not conn.scalar(text("SELECT pg_try_advisory_lock(:k1, :k2)"), args):
             conn.close()
             raise _busy(_holder(settings))
-        yield int(conn.scalar(text("SELECT pg_backend_pid()")) or 0)
+        yield _HeldLock(int(conn.scalar(text("SELECT pg_backend_pid()")) or 0), conn)
     finally:
         conn.close()  # ends the session: the server frees the lock
         engine.dispose()
@@ -483,10 +501,19 @@ def _pg_update(settings: Settings, job_id: str, **fields: Any) -> JobRecord:
     return _to_record(row)
 
 
-def _copy_log_tail(settings: Settings, job_id: str, stop: threading.Event) -> None:
-    """Copy the log's tail into the row every ``LOG_TAIL_EVERY_S`` while the job runs (a step such as
-    training lasts minutes): every replica shows how far it got."""
+def _watch_job(settings: Settings, job_id: str, held: _HeldLock, stop: threading.Event) -> None:
+    """Every ``LOG_TAIL_EVERY_S`` while the job runs: copy the log's tail into the row (a step such as
+    training lasts minutes: every replica shows how far it got), and check that the lock's connection is
+    still there. If it is gone (the database restarted, the connection was cut), the lock is free and
+    another retrain may start: stop this one (KeyboardInterrupt in the main thread), recorded as failed."""
     while not stop.wait(LOG_TAIL_EVERY_S):
+        try:
+            held.connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            log.error("retrain job %s lost its lock (%s): stopping it", job_id, exc)
+            held.lost = True
+            _thread.interrupt_main()
+            return
         try:
             _pg_update(settings, job_id)
         except Exception as exc:  # the database unreachable for a moment: the next round will do
