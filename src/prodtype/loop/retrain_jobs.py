@@ -22,6 +22,7 @@ A retrain from the CLI or the Airflow DAG takes the same lock, so two never run 
 from __future__ import annotations
 
 import _thread
+import contextlib
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,13 +65,17 @@ PG_LOCK_KEY = (0x72657472, 0x61696E31)
 # How long the API waits for its child to take the lock; a job still "starting" after this is dead.
 START_TIMEOUT_S = 120.0
 LOG_TAIL_CHARS = 8000
-LOG_TAIL_EVERY_S = 10.0
+WATCH_EVERY_S = 10.0
 DIED = "the retrain process ended without finishing (killed?)"
 LOCK_LOST = "the retrain lost its database lock (connection closed) and was stopped"
 
 
 class RetrainBusyError(ConflictError):
     """The retrain lock is held: another retrain runs (here or, with PostgreSQL, on another machine)."""
+
+
+class RetrainLockLostError(ConflictError):
+    """PostgreSQL: the connection holding the retrain lock went away, so the retrain was stopped."""
 
 
 def _busy(holder: str) -> RetrainBusyError:
@@ -146,23 +151,13 @@ def job_lock(settings: Settings, job_id: str) -> Iterator[None]:
             yield
         return
     try:
-        with _pg_lock(settings, f"job {job_id}") as held:
+        with _pg_lock(settings, f"job {job_id}", on_tick=lambda: _pg_update(settings, job_id)) as held:
             host = socket.gethostname()
             _pg_update(settings, job_id, lock_pid=held.backend_pid, pid=os.getpid(), host=host)
-            stop = threading.Event()
-            watcher = threading.Thread(
-                target=_watch_job, args=(settings, job_id, held, stop), daemon=True, name="retrain-watch"
-            )
-            watcher.start()
-            try:
-                yield
-            except KeyboardInterrupt:
-                if held.lost:  # the watcher stopped the run: say why (the run's handler wrote the interrupt)
-                    _pg_update(settings, job_id, status="failed", error=LOCK_LOST)
-                raise
-            finally:
-                stop.set()
-                watcher.join(timeout=5)
+            yield
+    except RetrainLockLostError as exc:  # say why (the run's own handler wrote the interruption)
+        _pg_update(settings, job_id, status="failed", error=str(exc))
+        raise
     except RetrainBusyError as exc:
         if _pg_read_row(settings, job_id) is not None:
             _pg_update(settings, job_id, status="failed", error=str(exc))
@@ -413,9 +408,12 @@ class _HeldLock:
 
 
 @contextmanager
-def _pg_lock(settings: Settings, what: str) -> Iterator[_HeldLock]:
+def _pg_lock(
+    settings: Settings, what: str, on_tick: Callable[[], object] | None = None
+) -> Iterator[_HeldLock]:
     """Hold the advisory lock on a connection of its own for the block. Closing the connection (the block
-    ends, or the process dies and the server sees the socket close) frees it."""
+    ends, or the process dies and the server sees the socket close) frees it. A watcher checks the
+    connection (and calls ``on_tick``) every ``WATCH_EVERY_S``: see :func:`_watch`."""
     url = settings.resolved_database_url
     name = f"prodtype {what} {socket.gethostname()} pid {os.getpid()}"[:63]  # NAMEDATALEN - 1
     engine = make_engine(url, poolclass=NullPool, connect_args={"application_name": name})
@@ -425,9 +423,26 @@ def _pg_lock(settings: Settings, what: str) -> Iterator[_HeldLock]:
         if not conn.scalar(text("SELECT pg_try_advisory_lock(:k1, :k2)"), args):
             conn.close()
             raise _busy(_holder(settings))
-        yield _HeldLock(int(conn.scalar(text("SELECT pg_backend_pid()")) or 0), conn)
+        held = _HeldLock(int(conn.scalar(text("SELECT pg_backend_pid()")) or 0), conn)
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=_watch, args=(what, held, stop, on_tick), daemon=True, name="retrain-lock-watch"
+        )
+        watcher.start()
+        try:
+            yield held
+        except KeyboardInterrupt:
+            if held.lost:
+                raise RetrainLockLostError(LOCK_LOST) from None
+            raise
+        finally:
+            stop.set()
+            watcher.join(timeout=5)
+            if not held.lost:  # let go now: the server frees a closed session's locks only as it exits
+                with contextlib.suppress(Exception):
+                    conn.execute(text("SELECT pg_advisory_unlock(:k1, :k2)"), args)
     finally:
-        conn.close()  # ends the session: the server frees the lock
+        conn.close()  # ends the session: the server frees the lock (if the unlock above could not)
         engine.dispose()
 
 
@@ -501,23 +516,26 @@ def _pg_update(settings: Settings, job_id: str, **fields: Any) -> JobRecord:
     return _to_record(row)
 
 
-def _watch_job(settings: Settings, job_id: str, held: _HeldLock, stop: threading.Event) -> None:
-    """Every ``LOG_TAIL_EVERY_S`` while the job runs: copy the log's tail into the row (a step such as
-    training lasts minutes: every replica shows how far it got), and check that the lock's connection is
-    still there. If it is gone (the database restarted, the connection was cut), the lock is free and
-    another retrain may start: stop this one (KeyboardInterrupt in the main thread), recorded as failed."""
-    while not stop.wait(LOG_TAIL_EVERY_S):
+def _watch(what: str, held: _HeldLock, stop: threading.Event, on_tick: Callable[[], object] | None) -> None:
+    """Every ``WATCH_EVERY_S`` while the lock is held: check that its connection is still there, then call
+    ``on_tick`` (a job copies its log's tail: a step such as training lasts minutes, and every replica
+    shows how far it got). If the connection is gone (the database restarted, the connection was cut), the
+    lock is free and another retrain may start: stop this one (KeyboardInterrupt in the main thread, which
+    :func:`_pg_lock` turns into :class:`RetrainLockLostError`)."""
+    while not stop.wait(WATCH_EVERY_S):
         try:
             held.connection.execute(text("SELECT 1"))
         except Exception as exc:
-            log.error("retrain job %s lost its lock (%s): stopping it", job_id, exc)
+            log.error("%s lost the retrain lock (%s): stopping it", what, exc)
             held.lost = True
             _thread.interrupt_main()
             return
+        if on_tick is None:
+            continue
         try:
-            _pg_update(settings, job_id)
+            on_tick()
         except Exception as exc:  # the database unreachable for a moment: the next round will do
-            log.warning("could not copy the log of retrain job %s: %s", job_id, exc)
+            log.warning("%s: could not update its record: %s", what, exc)
 
 
 def _pg_died(settings: Settings, row: RetrainJob) -> bool:
