@@ -5,6 +5,8 @@
 # prodtype through its CLI (PRODTYPE_CLI, by default the prodtype script of .venv), never by import.
 # Versions come from constraints-airflow.txt; AIRFLOW_CONSTRAINTS may name another file (e.g. Airflow's
 # official constraints-3.x/constraints-3.11.txt, downloaded beforehand).
+# Besides Airflow: the Celery provider (CeleryExecutor, Redis or RabbitMQ broker) and psycopg2 + asyncpg (PostgreSQL as
+# the metadata database and Celery result backend), for Airflow on several machines.
 # Re-running is cheap: nothing happens while the venv was built from the same constraints.
 set -euo pipefail
 
@@ -26,7 +28,8 @@ fi
 start=$(date +%s)
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS" "apache-airflow==$AIRFLOW_VERSION"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -c "$CONSTRAINTS" "apache-airflow==$AIRFLOW_VERSION" \
+    apache-airflow-providers-celery celery redis psycopg2-binary asyncpg
 "$VENV/bin/airflow" version >/dev/null
 cp "$CONSTRAINTS" "$STAMP"
 echo "Airflow $AIRFLOW_VERSION installed in $VENV in $(($(date +%s) - start)) s"

@@ -108,7 +108,8 @@ def test_a_wrong_import_is_found(tmp_path: Path, own: str, source: str, expected
     assert expected in targets and expected in FORBIDDEN[own]
 
 
-HEAVY = ("onnxruntime", "mlflow")
+# boto3 (the object store's client) is imported only when PRODTYPE_IMAGE_STORE names a store.
+HEAVY = ("onnxruntime", "mlflow", "boto3", "botocore")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["users", "list"]])

@@ -43,7 +43,7 @@ from prodtype.serving.batching import MicroBatcher
 from prodtype.serving.bulk_jobs import BulkWorker
 from prodtype.serving.metrics import install_metrics, instrument
 from prodtype.serving.model_holder import ModelHolder, find_model, load_warm
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.storage import open_image_store
 from prodtype.serving.throttle import LoginThrottle, make_storage
 from prodtype.web.guards import LoginBeforeForm
 from prodtype.web.routes import install_web
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.migrate_on_start:
             await run_in_threadpool(migrate.upgrade, engine)
+        await run_in_threadpool(app.state.store.check)  # a wrong bucket, key or endpoint stops the start
         if model_holder is None and not holder.loaded:
             await run_in_threadpool(_load_configured_model, settings, holder)
         log.info("database %s", describe_url(settings.resolved_database_url))
@@ -114,7 +115,7 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
-    app.state.store = ImageStore(settings.images_dir)
+    app.state.store = open_image_store(settings)
     app.state.catalog = load_catalog(settings.categories_file)
     app.state.model_holder = holder
     app.state.batcher = MicroBatcher(settings.batch_max_size, settings.batch_max_wait_ms / 1000)

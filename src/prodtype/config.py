@@ -120,6 +120,20 @@ class Settings(BaseSettings):
         default=None, description="Folder with the challenge files (X_train*.csv, Y_train*.csv, image_train/)"
     )
     image_cache_dir: Path | None = None
+    # Object storage (prodtype.serving.object_store): photos, retrain run folders and bulk-job files under
+    # one S3 prefix, shared by every replica and worker; unset, they stay in the storage folder.
+    image_store: str | None = Field(
+        default=None,
+        description="s3://bucket/prefix: keep photos, run folders and bulk files in an S3-compatible store",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint (MinIO, Ceph...); default AWS_ENDPOINT_URL or AWS itself"
+    )
+    s3_region: str | None = Field(default=None, description="Region; default AWS_REGION/AWS_DEFAULT_REGION")
+    s3_access_key_id: str | None = Field(
+        default=None, description="Access key; default the AWS chain (AWS_ACCESS_KEY_ID, profile, role)"
+    )
+    s3_secret_access_key: SecretStr | None = None
     loop: LoopSettings = Field(default_factory=LoopSettings, description="The learning loop's settings")
 
     jwt_secret: SecretStr | None = None
@@ -150,6 +164,11 @@ class Settings(BaseSettings):
     bulk_job_max_zip_ratio: float = Field(
         default=50.0, gt=1, description="Uncompressed over compressed size of one zip entry, at most"
     )
+    bulk_job_keep_days: int = Field(
+        default=30,
+        ge=0,
+        description="Days a finished bulk job (its rows and result file) is kept; 0 keeps them for ever",
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `prodtype serve`")
 
     admin_username: str = Field(default="admin", min_length=3, max_length=64)
@@ -179,6 +198,29 @@ class Settings(BaseSettings):
                 f"{value!r} is not a list of rate limits; expected e.g. '5/minute;20/hour;100/day'"
             ) from None
         return value
+
+    @field_validator("image_store")
+    @classmethod
+    def _image_store(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        bucket = value.removeprefix("s3://").split("/", 1)[0]
+        if not value.startswith("s3://") or not bucket:
+            raise ValueError(
+                f"PRODTYPE_IMAGE_STORE {value!r} is not an object store URL; expected s3://bucket or "
+                "s3://bucket/prefix (leave it unset to keep photos in the storage folder)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _s3_keys_together(self) -> Settings:
+        if (self.s3_access_key_id is None) != (self.s3_secret_access_key is None):
+            raise ValueError(
+                "PRODTYPE_S3_ACCESS_KEY_ID and PRODTYPE_S3_SECRET_ACCESS_KEY must be set together (or "
+                "neither, to use the AWS credential chain: AWS_ACCESS_KEY_ID, a profile, a role)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _secrets_outside_development(self) -> Settings:

@@ -1,9 +1,13 @@
-"""Static checks of the deployment files: deploy/Dockerfile, .dockerignore, deploy/compose.yaml and
-deploy/prometheus.yml. No container engine is needed (``docker compose config`` runs when the client can)."""
+"""Static checks of the deployment files: deploy/Dockerfile, deploy/Dockerfile.airflow, .dockerignore,
+deploy/compose.yaml (every reference in it resolves), deploy/prometheus.yml and Grafana's provisioning and
+dashboard (deploy/grafana; its PromQL parsed by ``promtool``, its metric names checked against the ones
+prodtype exports; tests/deploy/test_dashboard_queries.py runs every query against a live Prometheus).
+No container engine is needed (``docker compose config`` runs when the client can)."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import shlex
 import shutil
@@ -29,9 +33,9 @@ class Instruction:
     stage: int  # index of the FROM it belongs to
 
 
-def dockerfile() -> list[Instruction]:
+def dockerfile(name: str = "Dockerfile") -> list[Instruction]:
     """The Dockerfile's instructions, continuation lines joined and comments dropped."""
-    text = (DEPLOY / "Dockerfile").read_text()
+    text = (DEPLOY / name).read_text()
     logical, current = [], ""
     for line in text.splitlines():
         if not current and (not line.strip() or line.lstrip().startswith("#")):
@@ -50,8 +54,8 @@ def dockerfile() -> list[Instruction]:
     return out
 
 
-def final_stage() -> list[Instruction]:
-    instructions = dockerfile()
+def final_stage(name: str = "Dockerfile") -> list[Instruction]:
+    instructions = dockerfile(name)
     last = max(i.stage for i in instructions)
     return [i for i in instructions if i.stage == last]
 
@@ -116,9 +120,10 @@ def dockerignore() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def test_what_the_image_copies_exists_and_is_in_the_build_context() -> None:
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.airflow"])
+def test_what_the_image_copies_exists_and_is_in_the_build_context(name: str) -> None:
     patterns = dockerignore()
-    copies = [i.args for i in dockerfile() if i.keyword in ("COPY", "ADD")]
+    copies = [i.args for i in dockerfile(name) if i.keyword in ("COPY", "ADD")]
     sources = []
     for args in copies:
         words = shlex.split(args)
@@ -144,10 +149,36 @@ def compose() -> dict[str, Any]:
     return data
 
 
+AIRFLOW_SERVICES = {
+    "airflow-init",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-worker",
+}
+
+
+def one_shot(service: dict[str, Any]) -> bool:
+    """A job that runs to completion (``restart: "no"``): others wait for it to exit successfully."""
+    return service.get("restart") == "no"
+
+
 def test_compose_runs_prodtype_postgres_mlflow_and_prometheus_with_healthchecks() -> None:
     services = compose()["services"]
-    assert set(services) == {"prodtype", "postgres", "mlflow", "prometheus", "alertmanager"}
+    assert set(services) == {
+        "prodtype",
+        "postgres",
+        "mlflow",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "redis",
+        *AIRFLOW_SERVICES,
+    }
     for name, service in services.items():
+        if one_shot(service):
+            assert "healthcheck" not in service, f"{name} runs once: nothing waits for it to be healthy"
+            continue
         test = service.get("healthcheck", {}).get("test")
         assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
     assert services["postgres"]["image"].split(":")[1] == "16"
@@ -165,17 +196,25 @@ def test_compose_runs_prodtype_postgres_mlflow_and_prometheus_with_healthchecks(
 
 def test_mlflow_and_postgres_are_reachable_from_prodtype_only() -> None:
     """MLflow's server has no authentication: it must not be published nor share a network with anything
-    but prodtype (which serves only the champions it recorded itself, see loop/ledger.py)."""
+    but prodtype and the Airflow components (whose workers run prodtype's retrain steps, which register the
+    candidates there; prodtype serves only the champions it recorded itself, see loop/ledger.py)."""
     data = compose()
     services, networks = data["services"], data["networks"]
-    for name in ("mlflow", "postgres"):
+    for name in ("mlflow", "postgres", "redis"):
         assert "ports" not in services[name], f"{name} publishes a port"
         assert services[name]["networks"] == ["backend"], name
     assert networks["backend"]["internal"] is True
     on_backend = {n for n, s in services.items() if "backend" in s.get("networks", [])}
-    assert on_backend == {"prodtype", "mlflow", "postgres"}
+    assert on_backend == {"prodtype", "mlflow", "postgres", "redis", *AIRFLOW_SERVICES}
     assert set(services["prodtype"]["networks"]) == {"frontend", "backend"}
     assert "frontend" in services["prometheus"]["networks"]  # it scrapes prodtype there
+    # Of the Airflow components, only the API server (its UI, on 127.0.0.1) leaves the internal network.
+    for name in AIRFLOW_SERVICES - {"airflow-api-server"}:
+        assert services[name]["networks"] == ["backend"] and "ports" not in services[name], name
+    for name, service in services.items():
+        for port in service.get("ports", []):
+            if name != "prodtype":
+                assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond this host"
 
 
 def test_compose_holds_no_secrets() -> None:
@@ -216,11 +255,8 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
     reason = _compose_client()
     if reason:
         pytest.skip(f"docker compose config not run: {reason}")
-    env = {
-        "POSTGRES_PASSWORD": "compose-config-check",
-        "PRODTYPE_JWT_SECRET": "x" * 48,
-        "PATH": "/usr/bin:/bin",
-    }
+    env = {name: "compose-config-check-" + "x" * 32 for name in required_settings()}
+    env["PATH"] = "/usr/bin:/bin"
     result = subprocess.run(
         ["docker", "compose", "-f", str(DEPLOY / "compose.yaml"), "config", "--quiet"],
         capture_output=True,
@@ -230,3 +266,282 @@ def test_docker_compose_accepts_the_file(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- every reference in compose.yaml resolves -------------------------------------------------------------
+
+CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
+
+
+def env_example() -> tuple[set[str], set[str]]:
+    """The settings deploy/env.example names: (to set, optional ones shown commented out)."""
+    required, optional = set(), set()
+    for line in (DEPLOY / "env.example").read_text().splitlines():
+        match = re.fullmatch(r"(#\s*)?([A-Z][A-Z0-9_]*)=.*", line.strip())
+        if match:
+            (optional if match.group(1) else required).add(match.group(2))
+    return required, optional
+
+
+def required_settings() -> set[str]:
+    return env_example()[0]
+
+
+def interpolations(value: object) -> list[tuple[str, str]]:
+    """(name, operator) of each ${NAME...} in a compose value: operator '?' required, '-' defaulted, ''."""
+    text = json.dumps(value)
+    return [
+        (m.group(1), m.group(2) or "")
+        for m in re.finditer(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)(?::?([?-]))?", text)
+    ]
+
+
+def test_every_setting_compose_reads_is_in_env_example() -> None:
+    required, optional = env_example()
+    seen: dict[str, set[str]] = {}
+    for name, op in interpolations(compose()):
+        seen.setdefault(name, set()).add(op)
+    for name, ops in seen.items():
+        if "?" in ops or "" in ops:
+            assert name in required, f"compose.yaml needs {name}: set it (uncommented) in deploy/env.example"
+        else:
+            assert name in required | optional, f"{name} (optional) is not shown in deploy/env.example"
+    assert required <= set(seen), f"env.example asks for settings compose never reads: {required - set(seen)}"
+
+
+def split_mount(mount: str) -> tuple[str, str]:
+    """(source, target) of a short-syntax mount ``source:target[:ro|rw]`` (the source may be ``${A:-b}``)."""
+    source, target = mount.removesuffix(":ro").removesuffix(":rw").rsplit(":", 1)
+    return source, target
+
+
+def _git_ignored(path: Path) -> bool:
+    result = subprocess.run(
+        ["git", "check-ignore", "-q", str(path.relative_to(REPO)) + "/"], cwd=REPO, capture_output=True
+    )
+    return result.returncode == 0
+
+
+def test_every_service_refers_to_services_networks_volumes_and_files_that_exist() -> None:
+    data = compose()
+    services, networks, volumes = data["services"], set(data["networks"]), set(data["volumes"])
+    for name, service in services.items():
+        for other, dep in service.get("depends_on", {}).items():
+            assert other in services and other != name, f"{name} depends on {other}, not a service"
+            assert dep["condition"] in CONDITIONS, (name, other)
+            if dep["condition"] == "service_completed_successfully":
+                assert one_shot(services[other]), f"{name} waits for {other} to exit, but it keeps running"
+            if dep["condition"] == "service_healthy":
+                assert "healthcheck" in services[other], f"{name} waits for {other} to be healthy: no check"
+        assert service.get("networks") and set(service["networks"]) <= networks, name
+        for mount in service.get("volumes", []):
+            source, target = split_mount(mount)
+            assert target.startswith("/"), (name, mount)
+            if source.startswith("${"):
+                continue  # a folder of the operator's choosing (e.g. PRODTYPE_MODELS_DIR)
+            if source.startswith("."):
+                path = (DEPLOY / source).resolve()
+                assert path.exists() or _git_ignored(path), f"{name} mounts {source}, missing from deploy/"
+            else:
+                assert source in volumes, f"{name} mounts the volume {source}, not declared under volumes:"
+        if "build" in service:
+            build = service["build"]
+            assert (DEPLOY / build["context"] / build["dockerfile"]).is_file(), name
+    used = {split_mount(m)[0] for s in services.values() for m in s.get("volumes", [])}
+    assert volumes <= used, f"declared but never mounted: {volumes - used}"
+
+
+def _hosts_in(value: str) -> list[tuple[str, int | None]]:
+    return [
+        (m.group(1), int(m.group(2)) if m.group(2) else None)
+        for m in re.finditer(r"://(?:[^@/\s]*@)?([a-z][a-z0-9-]*)(?::(\d+))?", value)
+    ]
+
+
+def test_every_url_in_the_settings_names_a_service_on_a_shared_network() -> None:
+    """postgres:5432, mlflow:5000, redis:6379, airflow-api-server:8080…: each host a service the caller shares
+    a network with; published or internal, its port the one the service listens on."""
+    services = compose()["services"]
+    listens = {
+        "postgres": 5432,
+        "mlflow": 5000,
+        "redis": 6379,
+        "airflow-api-server": 8080,
+        "prometheus": 9090,
+    }
+    for name, service in services.items():
+        for key, value in service.get("environment", {}).items():
+            for host, port in _hosts_in(str(value)):
+                if host in ("localhost", "127"):
+                    continue
+                assert host in services, f"{name}.{key} points at {host}, not a service"
+                shared = set(services[host]["networks"]) & set(service["networks"])
+                assert shared, f"{name} cannot reach {host} ({name}.{key}): no network in common"
+                assert port in (None, listens.get(host)), (
+                    f"{name}.{key}: {host} listens on {listens.get(host)}"
+                )
+    grafana = yaml.safe_load((DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    for source in grafana["datasources"]:
+        ((host, port),) = _hosts_in(source["url"])
+        assert (host, port) == ("prometheus", 9090)
+        assert set(services[host]["networks"]) & set(services["grafana"]["networks"])
+
+
+def test_the_airflow_components_share_one_configuration_and_the_workers_share_prodtypes() -> None:
+    services = compose()["services"]
+    airflow = {name: services[name]["environment"] for name in AIRFLOW_SERVICES}
+    reference = {k: v for k, v in airflow["airflow-scheduler"].items() if k.startswith("AIRFLOW__")}
+    assert reference["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    for name, env in airflow.items():
+        assert {k: v for k, v in env.items() if k.startswith("AIRFLOW__")} == reference, name
+    assert reference["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://redis:6379/")
+    assert reference["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql")
+    assert reference["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://airflow-api-server:8080/execution/"
+    worker, app = services["airflow-worker"], services["prodtype"]
+    shared = (
+        "PRODTYPE_DATABASE_URL",
+        "PRODTYPE_MLFLOW_TRACKING_URI",
+        "PRODTYPE_JWT_SECRET",
+        "PRODTYPE_STORAGE_DIR",
+    )
+    for key in shared:
+        assert worker["environment"][key] == app["environment"][key], key
+    targets = {
+        name: dict(split_mount(m)[::-1] for m in services[name]["volumes"])
+        for name in ("prodtype", "airflow-worker")
+    }
+    for name, mounts in targets.items():  # storage shared, and the base data where PRODTYPE_DATA_DIR says
+        assert mounts[app["environment"]["PRODTYPE_STORAGE_DIR"]] == "prodtype-data", name
+        assert mounts[app["environment"]["PRODTYPE_DATA_DIR"]].startswith("${PRODTYPE_TRAINING_DATA"), name
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert services["airflow-init"]["command"][-1].endswith("airflow db migrate")
+
+
+def test_the_airflow_image_runs_the_pinned_airflow_with_the_dags_and_prodtypes_command_line() -> None:
+    froms = [i.args.split()[0] for i in dockerfile("Dockerfile.airflow") if i.keyword == "FROM"]
+    pinned = re.search(r"^apache-airflow==(\S+)$", (REPO / "constraints-airflow.txt").read_text(), re.M)
+    assert pinned and froms[-1] == f"apache/airflow:{pinned.group(1)}-python3.11", froms
+    assert froms[0] == "python:3.11-slim"  # prodtype's venv, built on the same Python as Airflow's image
+    final = final_stage("Dockerfile.airflow")
+    env = " ".join(i.args for i in final if i.keyword == "ENV")
+    worker = compose()["services"]["airflow-worker"]["environment"]
+    cli = worker["PRODTYPE_CLI"]
+    assert f"PRODTYPE_CLI={cli}" in env and cli.startswith("/opt/venv/")
+    assert any(i.args == "--from=build /opt/venv /opt/venv" for i in final if i.keyword == "COPY")
+    dags = worker["AIRFLOW__CORE__DAGS_FOLDER"]
+    assert any(i.args == f"dags {dags}" for i in final if i.keyword == "COPY")
+
+
+# --- Grafana: provisioned datasource and dashboard ----------------------------------------------------------
+
+GRAFANA = DEPLOY / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "prodtype.json"
+SOURCES = (REPO / "src/prodtype/serving/metrics.py", REPO / "src/prodtype/loop/alert_metrics.py")
+# What the dashboard must show: request rate and latency, predictions per type, live accuracy, model version.
+MUST_SHOW = {
+    "prodtype_http_requests_total",
+    "prodtype_http_request_duration_seconds_bucket",
+    "prodtype_predictions_total",
+    "prodtype_live_accuracy",
+    "prodtype_model_info",
+}
+# Grafana's variables, as the live test and promtool get them.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "15s"}
+
+
+def dashboard() -> dict[str, Any]:
+    data = json.loads(DASHBOARD.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def dashboard_expressions() -> list[str]:
+    return [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
+
+
+def with_variables(expr: str, values: dict[str, str] = GRAFANA_VARIABLES) -> str:
+    for name, value in values.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, f"a Grafana variable with no value here: {expr}"
+    return expr
+
+
+def exported_names() -> set[str]:
+    """The metric names prodtype defines (serving/metrics.py, loop/alert_metrics.py), as scraped."""
+    names = set()
+    for source in SOURCES:
+        text = source.read_text()
+        for kind, name in re.findall(
+            r"(Counter|Histogram|GaugeMetricFamily|CounterMetricFamily|_gauge)\(\s*\"(prodtype_\w+)\"", text
+        ):
+            if kind in ("Counter", "CounterMetricFamily"):
+                names.add(f"{name}_total")
+            elif kind == "Histogram":
+                names |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+            else:
+                names.add(name)
+    return names
+
+
+def metric_names(expr: str) -> set[str]:
+    return set(re.findall(r"\bprodtype_\w+", expr))
+
+
+def test_grafana_provisions_the_prometheus_datasource_and_the_dashboard_folder() -> None:
+    service = compose()["services"]["grafana"]
+    mounts = dict(split_mount(m) for m in service["volumes"])
+    provisioning = yaml.safe_load((GRAFANA / "provisioning/datasources/prometheus.yml").read_text())
+    (source,) = provisioning["datasources"]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    providers = yaml.safe_load((GRAFANA / "provisioning/dashboards/prodtype.yml").read_text())["providers"]
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    assert [p["options"]["path"] for p in providers] == [mounts["./grafana/dashboards"]]
+    assert all(p["type"] == "file" for p in providers)
+    data = dashboard()
+    assert data["uid"] and data["title"]
+    ids = [p["id"] for p in data["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    for panel in data["panels"]:
+        assert panel["datasource"]["uid"] == source["uid"], panel["title"]
+        assert panel["targets"], panel["title"]
+        assert all(t["datasource"]["uid"] == source["uid"] for t in panel["targets"]), panel["title"]
+        pos = panel["gridPos"]
+        assert pos["x"] + pos["w"] <= 24, panel["title"]
+
+
+def test_the_dashboard_queries_only_metrics_prodtype_exports_and_shows_what_operators_need() -> None:
+    exported = exported_names()
+    assert {"prodtype_http_requests_total", "prodtype_model_info", "prodtype_live_accuracy"} <= exported
+    used: set[str] = set()
+    for expr in dashboard_expressions():
+        names = metric_names(expr)
+        assert names, f"no prodtype metric in {expr}"
+        assert names <= exported, f"{expr} names {names - exported}, which prodtype does not export"
+        used |= names
+    assert used >= MUST_SHOW, f"the dashboard does not show {MUST_SHOW - used}"
+    by_type = [e for e in dashboard_expressions() if "prodtype_predictions_total" in e]
+    assert any("by (prdtypecode)" in e for e in by_type), "predictions per type: by (prdtypecode)"
+
+
+def test_promtool_parses_every_dashboard_expression(tmp_path: Path) -> None:
+    from .test_alerts import tool
+
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": with_variables(expr)}
+                    for i, expr in enumerate(dashboard_expressions())
+                ],
+            }
+        ]
+    }
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    result = subprocess.run(
+        [tool("promtool"), "check", "rules", str(path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(dashboard_expressions())} rules found" in result.stdout

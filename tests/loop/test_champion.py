@@ -8,11 +8,19 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
 from loop.tiny import PAIRS, copy_bundle
-from prodtype.config import LoopSettings
+from prodtype.config import LoopSettings, Settings
+from prodtype.db.tables import User
 from prodtype.loop.champion import ChampionFollower, RegisteredPredictor, smoke_check
 from prodtype.loop.registry import Registry
+from prodtype.ml.predictor import PredictorWrapper
+from prodtype.serving import predictions
+from prodtype.serving.explanations import explain_prediction
 from prodtype.serving.model_holder import ModelHolder, load_model
+from prodtype.serving.storage import ImageStore
 from service_support.waiting import until
 
 KNOWN = [*PAIRS["a"], *PAIRS["b"]]  # the product types this service knows (c's are not among them)
@@ -117,3 +125,34 @@ def test_background_thread_swaps_while_requests_keep_being_answered(
 
 def test_smoke_check_accepts_a_sane_predictor(tiny_bundles: dict[str, Path]) -> None:
     smoke_check(load_model(tiny_bundles["a"]), known_codes=KNOWN)
+
+
+def test_the_followed_champion_explains_its_predictions(
+    registry: Registry,
+    loop_settings: LoopSettings,
+    tiny_bundles: dict[str, Path],
+    sessions: sessionmaker[Session],
+    settings: Settings,
+) -> None:
+    """What `prodtype run` serves (the registry's champion, wrapped as a registered version) explains a
+    stored prediction like a bundle served directly: the explanation is the bundle's, the version the
+    registry's."""
+    registry.promote(register(registry, tiny_bundles["a"]), reason="first")
+    holder = ModelHolder()
+    assert ChampionFollower(holder, registry, loop_settings, known_codes=KNOWN).check_now()
+    served = holder.get()
+    store = ImageStore(settings.images_dir)
+    with sessions() as session:
+        carl = session.scalars(select(User).where(User.username == "carl")).one()
+        submission = predictions.check_submission(
+            predictions.Submission("Piscine tubulaire ronde avec pompe"), settings.upload_limit_bytes
+        )
+        row = predictions.create_prediction(session, store, served, submission, carl)
+        view = explain_prediction(session, store, served, row.id, carl)
+        # the batching and metrics wrappers of the service hold the registered version in turn
+        wrapped = PredictorWrapper(PredictorWrapper(served))
+        again = explain_prediction(session, store, wrapped, row.id, carl)
+    assert view.same_model and view.model_version == "prodtype/v1"
+    explained = view.explanation
+    assert explained.classes[explained.predicted] == row.predicted_code and row.predicted_code in PAIRS["a"]
+    assert again.explanation == view.explanation

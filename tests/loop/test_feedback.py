@@ -12,7 +12,7 @@ from loop.records import review, submit
 from prodtype.config import Settings
 from prodtype.data.challenge import load_dataset
 from prodtype.loop.feedback import FEEDBACK_INDEX_OFFSET, combine, export_feedback, load_feedback
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.storage import LocalImageStore
 from service_support.databases import both_databases
 from service_support.images import photo, png_of
 
@@ -22,7 +22,7 @@ pytestmark = both_databases
 def test_export_writes_the_challenge_format(
     settings: Settings, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    store = ImageStore(settings.images_dir)
+    store = LocalImageStore(settings.images_dir)
     with sessions() as s:
         accepted = submit(s, "Piscine tubulaire ronde", 2583, image=photo(0), store=store)
         corrected = submit(
@@ -58,7 +58,7 @@ def test_export_writes_the_challenge_format(
 def test_ids_are_stable_across_exports(
     settings: Settings, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    store = ImageStore(settings.images_dir)
+    store = LocalImageStore(settings.images_dir)
     with sessions() as s:
         review(s, submit(s, "Lampe de chevet", 2060), "accept")
         first = export_feedback(s, store, tmp_path / "a")
@@ -73,7 +73,7 @@ def test_ids_are_stable_across_exports(
 def test_a_product_submitted_twice_counts_once_with_its_latest_type(
     settings: Settings, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    store = ImageStore(settings.images_dir)
+    store = LocalImageStore(settings.images_dir)
     with sessions() as s:
         a = submit(s, "Coque iPhone 12", 1300, image=photo(2), store=store)
         b = submit(s, "Coque  iPhone 12 ", 1300, image=photo(2), store=store)  # same cleaned text, same image
@@ -94,7 +94,7 @@ def test_combine_counts_base_products_once_and_never_takes_evaluation_texts(
     base = load_dataset(data_dir / "X_train.csv", data_dir / "Y_train.csv", data_dir / "image_train")
     row = base.products[base.products["image_path"].notna()].iloc[0]
     text_only = base.products[base.products["image_path"].isna()].iloc[0]
-    store = ImageStore(settings.images_dir)
+    store = LocalImageStore(settings.images_dir)
     with sessions() as s:
         # a resubmitted base product (same text and image): counted once
         review(
@@ -126,6 +126,6 @@ def test_nothing_reviewed_exports_an_empty_dataset(
     settings: Settings, sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     with sessions() as s:
-        result = export_feedback(s, ImageStore(settings.images_dir), tmp_path / "fb")
+        result = export_feedback(s, LocalImageStore(settings.images_dir), tmp_path / "fb")
     assert result.rows == 0
     assert load_feedback(tmp_path / "fb") is None

@@ -11,7 +11,7 @@ from loop.records import review, submit
 from prodtype.config import LoopSettings
 from prodtype.loop.feedback import export_feedback
 from prodtype.loop.trigger import trigger_status
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.storage import LocalImageStore
 from service_support.databases import both_databases
 
 pytestmark = both_databases
@@ -70,7 +70,7 @@ def test_a_review_at_the_watermark_was_exported_and_is_not_new(
         at_cutoff = review(s, submit(s, "Produit exporté à la limite", 10), "accept")
         cutoff = at_cutoff.reviewed_at
         assert cutoff is not None and before.reviewed_at is not None and before.reviewed_at < cutoff
-        exported = export_feedback(s, ImageStore(tmp_path / "images"), tmp_path / "fb", until=cutoff)
+        exported = export_feedback(s, LocalImageStore(tmp_path / "images"), tmp_path / "fb", until=cutoff)
         assert exported.rows == 2
         status = trigger_status(s, loop, since=datetime.fromisoformat(cutoff.isoformat()))
         assert (status.new_reviewed_products, status.should_retrain) == (0, False)
@@ -79,4 +79,5 @@ def test_a_review_at_the_watermark_was_exported_and_is_not_new(
         status = trigger_status(s, loop, since=cutoff)
         assert (status.new_reviewed_products, status.should_retrain) == (1, True)
         assert (status.live_accuracy, status.live_accuracy_reviews) == (0.0, 1)
-        assert export_feedback(s, ImageStore(tmp_path / "images"), tmp_path / "fb2", until=cutoff).rows == 2
+        store = LocalImageStore(tmp_path / "images")
+        assert export_feedback(s, store, tmp_path / "fb2", until=cutoff).rows == 2

@@ -16,14 +16,15 @@ from typer.testing import CliRunner
 from prodtype.cli import service as cli_service
 from prodtype.config import Settings, get_settings
 from prodtype.serving.doctor import examine
-from prodtype.serving.storage import ImageStore, sha256_hex
+from prodtype.serving.storage import ImageStore, LocalImageStore, open_image_store, sha256_hex
 from service_support.images import photo
+from service_support.object_store import s3_endpoint, s3_env, s3_settings, s3_url  # noqa: F401 (fixtures)
 from service_support.records import add_prediction, user
 
 
 @pytest.fixture
 def store(settings: Settings) -> ImageStore:
-    return ImageStore(settings.images_dir)
+    return LocalImageStore(settings.images_dir)
 
 
 @pytest.fixture
@@ -85,3 +86,43 @@ def test_the_command_line_reports_fixes_and_exits_non_zero_while_a_problem_remai
     assert result.exit_code == 1  # the missing file remains
     assert report["removed_files_count"] == 2 and report["missing_images"] == [found["lost"]]
     assert not store.exists(str(found["orphan"]))
+
+
+def test_the_doctor_checks_and_fixes_the_object_store(
+    cli: typer.Typer,
+    session: Session,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_endpoint: str,  # noqa: F811
+    s3_url: str,  # noqa: F811
+) -> None:
+    for name, value in s3_env(s3_endpoint, s3_url).items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    store = open_image_store(settings.model_copy(update=s3_settings(s3_endpoint, s3_url)))
+    kept = add_prediction(session, user(session, "carl"), image=photo(1), store=store).image_sha256
+    orphan = store.put(photo(2))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["doctor", "--json"])
+    report = json.loads(result.output)
+    assert result.exit_code == 1 and report["orphan_files"] == [orphan]
+    assert report["images_dir"] == f"{s3_url}/images" and report["image_files"] == 2
+    result = runner.invoke(cli, ["doctor", "--fix"])
+    assert result.exit_code == 0 and "healthy" in result.output, result.output
+    assert not store.exists(orphan) and kept is not None and store.exists(kept)
+
+
+@pytest.mark.parametrize("command", ["doctor", "serve"])
+def test_a_bucket_that_does_not_exist_stops_doctor_and_serve_with_a_message(
+    cli: typer.Typer,
+    command: str,
+    monkeypatch: pytest.MonkeyPatch,
+    s3_endpoint: str,  # noqa: F811
+) -> None:
+    for name, value in s3_env(s3_endpoint, "s3://no-such-bucket/prodtype").items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli, [command])
+    assert result.exit_code == 2, result.output
+    assert "s3://no-such-bucket/prodtype" in result.output
+    assert "bucket 'no-such-bucket' does not exist" in result.output

@@ -19,7 +19,7 @@ from prodtype.serving.errors import (
     UnsupportedMediaTypeError,
 )
 from prodtype.serving.predictions import PredictionFilter, Submission
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.storage import ImageStore, LocalImageStore
 from service_support import images
 from service_support.records import add_prediction, user
 
@@ -28,7 +28,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 @pytest.fixture
 def store(tmp_path: Path) -> ImageStore:
-    return ImageStore(tmp_path / "images")
+    return LocalImageStore(tmp_path / "images")
 
 
 @pytest.fixture

@@ -16,7 +16,10 @@ from fastapi.testclient import TestClient
 
 import prodtype.web
 from prodtype.catalog import load_catalog
+from prodtype.config import Settings
 from prodtype.db.tables import JobStatus, Role, Status
+from prodtype.loop.retrain import STEPS
+from prodtype.loop.retrain_jobs import retrain_lock, update_job
 from prodtype.web.french import FRENCH
 from prodtype.web.i18n import LANG_COOKIE
 from prodtype.web.routes import NO_MODEL_MESSAGE
@@ -29,12 +32,15 @@ WEB = Path(prodtype.web.__file__).parent
 TEMPLATES = sorted((WEB / "templates").glob("*.html"))
 CALL = re.compile(r"""\b_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*\)""")
 PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-# Shown from data through _(value): roles, statuses of predictions, model versions, retrains, bulk jobs.
+# Shown from data through _(value): roles, statuses of predictions, model versions, retrains, bulk jobs,
+# and the step a retrain job has reached (the loop's table of steps, so that a new step needs French too).
+RETRAIN_STEPS = ["starting", *STEPS, "done"]
 DATA_WORDS = (
     [r.value for r in Role]
     + [s.value for s in Status]
     + [s.value for s in JobStatus]
     + ["champion", "challenger", "rolled_back", "registered", "running", "succeeded", "failed"]
+    + RETRAIN_STEPS
 )
 # Text a template may show outside _(): the brand, and each language's name in its own language.
 NOT_ENGLISH = {"prodtype", "prod", "type", "English", "Français"}
@@ -130,6 +136,18 @@ def _left_in_english(html: str) -> list[str]:
     return [t for t in texts if any(p.fullmatch(t) for p in english)]
 
 
+def _chart_words_not_french(html: str) -> list[str]:
+    """Words written in the page's charts (axis names, legends, labels) that no French text of the pages
+    nor a French product type name holds: an axis named in English, say."""
+    french = " ".join([*FRENCH.values(), *(c.name_fr for c in load_catalog().categories)])
+    known = set(re.findall(r"[A-Za-zÀ-ÿ]{2,}", french)) | {"UTC", "PSI", "F1"}
+    words = []
+    for svg in re.findall(r"<svg.*?</svg>", html, re.S):
+        for text in visible_text(svg):
+            words += [w for w in re.findall(r"[A-Za-zÀ-ÿ]{2,}", text) if w not in known]
+    return words
+
+
 def _bulk_job(client: TestClient) -> str:
     photos = io.BytesIO()
     with zipfile.ZipFile(photos, "w") as archive:
@@ -143,12 +161,19 @@ def _bulk_job(client: TestClient) -> str:
     return str(url)
 
 
-def test_every_page_in_french_leaves_no_english_string(client: TestClient, app: FastAPI) -> None:
+def test_every_page_in_french_leaves_no_english_string(
+    client: TestClient, app: FastAPI, settings: Settings
+) -> None:
     client.cookies.set(LANG_COOKIE, "fr")
     assert "Se connecter" in client.get("/login").text
     assert not _left_in_english(client.get("/login").text)
     log_in(client, "admin")
     location = submit(client, "Piscine tubulaire ronde avec pompe", image=photo(2))[1]
+    reviewed = int(submit(client, "Lot de 6 verres à vin")[1].rsplit("/", 1)[1])
+    review = client.post(
+        f"/review/{reviewed}", data={"action": "accept", "csrf_token": csrf_of(client.get("/review"))}
+    )
+    assert review.status_code == 303  # a review: the live accuracy is plotted too
     job = _bulk_job(client)
     customer = TestClient(app, follow_redirects=False)
     customer.cookies.set(LANG_COOKIE, "fr")
@@ -169,12 +194,22 @@ def test_every_page_in_french_leaves_no_english_string(client: TestClient, app: 
         "/login?signed=in": client,  # logged in already
     }
     french_names = {c.name_fr for c in load_catalog().categories}
-    for url, who in pages.items():
-        response = who.get(url)
-        assert response.status_code in (200, 403, 404), (url, response.status_code)
-        assert '<html lang="fr">' in response.text, url
-        left = _left_in_english(response.text)
-        assert not left, f"{url} in French still shows: {left}"
+    retrain_id = "20261202101500abcdef12"
+    with retrain_lock(settings, "test"):  # a running retrain: its step is named in French
+        update_job(settings, retrain_id, id=retrain_id, status="running", step="train", requested_by="admin")
+        for url, who in pages.items():
+            response = who.get(url)
+            assert response.status_code in (200, 403, 404), (url, response.status_code)
+            assert '<html lang="fr">' in response.text, url
+            left = _left_in_english(response.text)
+            assert not left, f"{url} in French still shows: {left}"
+            assert not _chart_words_not_french(response.text), (url, _chart_words_not_french(response.text))
+        assert 'id="job-step">entraînement<' in client.get("/retrain").text
+        progress = client.get(f"/retrain/jobs/{retrain_id}").json()
+        assert (progress["step"], progress["step_label"]) == ("train", "entraînement")
+    monitoring = client.get("/monitoring").text
+    assert monitoring.count("<svg") == 3  # accuracy, predictions, class mix: their axes were checked
+    assert "jour (UTC)" in monitoring and "part des produits" in monitoring
     # product types are named in French
     review = client.get("/review").text
     assert any(name in review for name in french_names - {c.name for c in load_catalog().categories})

@@ -73,6 +73,7 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
     finally:
         engine.dispose()
     settings.jwt_secret_value()
+    _check_image_store(settings)
     if workers > 1:
         os.environ["PRODTYPE_MIGRATE_ON_START"] = "false"
         # each worker loads the model; unless told otherwise, they share the CPUs rather than each
@@ -92,6 +93,15 @@ def _serve(settings: Settings, host: str | None, port: int | None, workers: int 
             # and the supervisor killed and restarted workers in a loop
             timeout_worker_healthcheck=60,
         )
+
+
+def _check_image_store(settings: Settings) -> None:
+    """Stop with a clear message when the configured object store cannot be used (bucket, keys, endpoint)."""
+    if settings.image_store:
+        from prodtype.serving.storage import open_image_store
+
+        with exit_on((ServiceError,), 2):
+            open_image_store(settings).check()
 
 
 def serve(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
@@ -130,6 +140,7 @@ def run(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) 
     """Everything `make run` needs: a model (the registry's champion, trained first if there is none), the
     database, the first admin, the server."""
     settings = get_settings()
+    _check_image_store(settings)  # before a first model is trained, not after
     if settings.model_path is not None:
         console.print(f"Model: {settings.model_path} (PRODTYPE_MODEL_PATH)")
     else:
@@ -215,13 +226,13 @@ def doctor(
     import json
 
     from prodtype.serving.doctor import SHOWN, examine
-    from prodtype.serving.storage import ImageStore
+    from prodtype.serving.storage import open_image_store
 
     settings = get_settings()
     engine = make_engine(settings.resolved_database_url)
     try:
-        with session_scope(make_sessionmaker(engine)) as session:
-            report = examine(engine, session, ImageStore(settings.images_dir), fix=fix)
+        with exit_on((ServiceError,), 2), session_scope(make_sessionmaker(engine)) as session:
+            report = examine(engine, session, open_image_store(settings), fix=fix)
     finally:
         engine.dispose()
     if as_json:
@@ -251,8 +262,33 @@ def doctor(
         raise typer.Exit(1)
 
 
+bulk_jobs_app = typer.Typer(no_args_is_help=True, help="Manage bulk classification jobs.")
+
+
+@bulk_jobs_app.command("clean")
+def bulk_jobs_clean(
+    keep_days: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Keep jobs finished in the last N days; 0 keeps all [default: PRODTYPE_BULK_JOB_KEEP_DAYS]",
+        ),
+    ] = None,
+) -> None:
+    """Delete bulk jobs finished more than N days ago (their rows and result; the predictions they made
+    stay) and leftover files under PRODTYPE_STORAGE_DIR/bulk. The server also does it when it starts and
+    once a day."""
+    from prodtype.serving.bulk_jobs import clean_old_jobs
+
+    settings = get_settings()
+    with _service_errors(), _database(settings) as session:
+        result = clean_old_jobs(session, settings, keep_days=keep_days)
+    console.print(result.describe())
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.command("run")(run)
     app.command("doctor")(doctor)
     app.add_typer(users_app, name="users")
+    app.add_typer(bulk_jobs_app, name="bulk-jobs")

@@ -34,7 +34,7 @@ from prodtype.loop.promotion import PromotionDecision, decide
 from prodtype.loop.registry import CHAMPION, ModelVersionInfo, Registry
 from prodtype.loop.trigger import TriggerStatus, trigger_status
 from prodtype.serving.errors import ConflictError, InvalidInputError
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.storage import ImageStore, open_image_store
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class LoopContext:
         return self._sessions
 
     def store(self) -> ImageStore:
-        return ImageStore(self.settings.images_dir)
+        return open_image_store(self.settings)
 
 
 # -- run folders --------------------------------------------------------------------------------------

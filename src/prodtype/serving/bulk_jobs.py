@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from prodtype.config import Settings
@@ -241,6 +241,103 @@ def result_csv(session: Session, job: BulkJob, name: Callable[[int], str]) -> st
     return out.getvalue()
 
 
+# -- retention ----------------------------------------------------------------------------------------
+
+# A file under the bulk folder that no job explains (a zip whose job is gone, an upload cut off by a crash)
+# is removed once it is this old: a zip is written just before its job is committed, so a younger one may
+# belong to a job being submitted right now.
+ORPHAN_FILE_AGE = timedelta(days=1)
+CLEAN_EVERY = timedelta(hours=24)
+_DELETE_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class CleanupResult:
+    """What :func:`clean_old_jobs` removed."""
+
+    jobs: int
+    rows: int
+    files: int
+    keep_days: int
+
+    def describe(self) -> str:
+        if self.keep_days == 0:
+            return "bulk jobs are kept for ever (PRODTYPE_BULK_JOB_KEEP_DAYS=0); nothing removed"
+        return (
+            f"removed {self.jobs} bulk job(s) finished more than {self.keep_days} day(s) ago "
+            f"({self.rows} row(s)) and {self.files} leftover file(s)"
+        )
+
+
+def clean_old_jobs(
+    session: Session, settings: Settings, *, keep_days: int | None = None, now: datetime | None = None
+) -> CleanupResult:
+    """Delete the jobs finished (done or failed) more than ``keep_days`` days ago (default: the setting
+    ``bulk_job_keep_days``; 0 keeps every job) with their rows, and the files of the bulk folder that no
+    unfinished job needs. The predictions the jobs made stay: they are records of their own."""
+    days = settings.bulk_job_keep_days if keep_days is None else keep_days
+    if days < 0:
+        raise InvalidInputError(f"keep_days is {days}; expected 0 (keep for ever) or a number of days")
+    if days == 0:
+        return CleanupResult(0, 0, 0, 0)
+    now = now or utcnow()
+    cutoff = now - timedelta(days=days)
+    finished = BulkJob.status.in_((JobStatus.DONE.value, JobStatus.FAILED.value))
+    old = list(session.scalars(select(BulkJob.id).where(finished, BulkJob.finished_at < cutoff)).all())
+    rows = 0
+    for start in range(0, len(old), _DELETE_CHUNK):
+        chunk = old[start : start + _DELETE_CHUNK]
+        # The rows explicitly (not only by the foreign key's cascade): the same on every database.
+        deleted = session.execute(delete(BulkJobRow).where(BulkJobRow.job_id.in_(chunk)))
+        rows += int(deleted.rowcount)  # type: ignore[attr-defined]
+        session.execute(delete(BulkJob).where(BulkJob.id.in_(chunk), finished))
+    if old:
+        audit.record(
+            session,
+            "bulk_job.cleaned",
+            "bulk_job",
+            "retention",
+            None,
+            {"jobs": len(old), "rows": rows, "keep_days": days, "finished_before": cutoff.isoformat()},
+        )
+    session.commit()
+    files = 0
+    for job_id in old:  # a job's zip normally goes when it ends; one left by a crash goes with its job
+        path = zip_path(settings, job_id)
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            files += 1
+    files += _clean_files(session, settings, now)
+    if old or files:
+        log.info("bulk jobs: removed %d old job(s) (%d rows) and %d file(s)", len(old), rows, files)
+    return CleanupResult(len(old), rows, files, days)
+
+
+def _clean_files(session: Session, settings: Settings, now: datetime) -> int:
+    folder = settings.bulk_jobs_dir
+    if not folder.is_dir():
+        return 0
+    unfinished = set(
+        session.scalars(
+            select(BulkJob.id).where(BulkJob.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)))
+        ).all()
+    )
+    known = set(session.scalars(select(BulkJob.id)).all())
+    removed = 0
+    for path in folder.iterdir():
+        if not path.is_file():
+            continue
+        age = now - datetime.fromtimestamp(path.stat().st_mtime, now.tzinfo)
+        job_id = path.name.removesuffix(".zip") if path.name.endswith(".zip") else None
+        if job_id is not None and job_id in unfinished:
+            continue  # still needed
+        finished_zip = job_id is not None and job_id in known  # its job ended: nothing reads it again
+        if finished_zip or age > ORPHAN_FILE_AGE:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 # -- the worker ---------------------------------------------------------------------------------------
 
 
@@ -279,7 +376,11 @@ class BulkWorker:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        last_clean: datetime | None = None
         while not self._stop.is_set():
+            if last_clean is None or utcnow() - last_clean >= CLEAN_EVERY:
+                last_clean = utcnow()
+                self.clean()
             try:
                 worked = self.run_once()
             except Exception:  # a broken database must not end the thread: try again at the next poll
@@ -288,6 +389,15 @@ class BulkWorker:
             if not worked:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
+
+    def clean(self) -> CleanupResult | None:
+        """Remove old finished jobs (:func:`clean_old_jobs`): when the worker starts, then once a day."""
+        try:
+            with self.sessions() as session:
+                return clean_old_jobs(session, self.settings)
+        except Exception:  # never fatal: the next run tries again
+            log.exception("bulk jobs: the clean-up of old jobs failed")
+            return None
 
     def run_once(self) -> bool:
         """Claim one job and run it; False when there was none (or no model to run it with)."""

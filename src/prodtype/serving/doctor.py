@@ -3,14 +3,15 @@
 After a crash (kill -9, power loss) the database itself recovers on its own (SQLite's WAL, PostgreSQL's
 journal): an acknowledged prediction was committed before its answer left. What a crash can leave behind
 is in the image store: a photo written just before a crash whose insert never committed (an orphan, which
-nothing will ever reference unless the same photo is sent again), or a half-written temporary file. The
-check runs under the store's lock, which record creation holds from the write to the commit, so a file
-being recorded at that moment is never taken for an orphan.
+nothing will ever reference unless the same photo is sent again), or a half-written temporary file (local
+store only). An orphan is removed through :meth:`ImageStore.remove_if_unreferenced`, which counts its
+references again under the digest's exclusive lock: a photo that a record being created at that moment
+refers to is kept (or written again by that creation), as a deletion would (see
+:mod:`prodtype.serving.storage`).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,10 +21,9 @@ from sqlalchemy.orm import Session
 from prodtype.db import migrate
 from prodtype.db.engine import describe_url
 from prodtype.db.tables import Prediction
-from prodtype.files import TMP_PREFIX
+from prodtype.serving.predictions import image_references
 from prodtype.serving.storage import ImageStore
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 SHOWN = 50  # ids and names listed in a report; the counts are always complete
 
 
@@ -98,21 +98,6 @@ def _revision(engine: Engine) -> str | None:
         return None
 
 
-def _scan(store: ImageStore) -> tuple[set[str], list[str]]:
-    """The digests of the stored files, and the paths of leftover temporary files (relative)."""
-    files: set[str] = set()
-    temporary: list[str] = []
-    if not store.root.is_dir():
-        return files, temporary
-    for folder in sorted(p for p in store.root.iterdir() if p.is_dir()):
-        for path in folder.iterdir():
-            if path.name.startswith(TMP_PREFIX):
-                temporary.append(f"{folder.name}/{path.name}")
-            elif _DIGEST.fullmatch(path.name) and path.is_file():
-                files.add(path.name)
-    return files, temporary
-
-
 def examine(engine: Engine, session: Session, store: ImageStore, *, fix: bool = False) -> DoctorReport:
     """Check the database and the image store; with ``fix``, remove orphan and temporary files (never a
     record: a prediction whose file is missing is reported, for a person to decide)."""
@@ -121,25 +106,28 @@ def examine(engine: Engine, session: Session, store: ImageStore, *, fix: bool = 
         schema_revision=_revision(engine),
         schema_head=migrate.head_revision(),
         integrity=_integrity(engine),
-        images_dir=str(store.root),
+        images_dir=store.location,
     )
-    with store.lock():
-        files, temporary = _scan(store)
-        rows = session.execute(
-            select(Prediction.id, Prediction.image_sha256).where(Prediction.image_sha256.is_not(None))
-        ).all()
-        session.rollback()  # nothing held while files are removed
-        referenced = {str(digest) for _, digest in rows}
-        report.image_files = len(files)
-        report.referenced_images = len(referenced & files)
-        report.orphan_files = sorted(files - referenced)
-        report.temporary_files = sorted(temporary)
-        report.missing_images = sorted(int(pid) for pid, digest in rows if digest not in files)
-        if fix:
-            for digest in report.orphan_files:
-                store.discard(digest)
+    # The records first, the files after: a photo can appear between the two (an orphan candidate, counted
+    # again before removal) but a referenced one cannot vanish (its record would have to be deleted).
+    rows = session.execute(
+        select(Prediction.id, Prediction.image_sha256).where(Prediction.image_sha256.is_not(None))
+    ).all()
+    session.rollback()  # nothing held while the store is listed and files are removed
+    files = set(store.digests())
+    temporary = store.leftovers()
+    referenced = {str(digest) for _, digest in rows}
+    report.image_files = len(files)
+    report.referenced_images = len(referenced & files)
+    report.orphan_files = sorted(files - referenced)
+    report.temporary_files = sorted(temporary)
+    report.missing_images = sorted(int(pid) for pid, digest in rows if digest not in files)
+    if fix:
+        for digest in report.orphan_files:
+            # counted again under the digest's lock: a record created since the scan keeps its photo
+            if store.remove_if_unreferenced(session, digest, lambda d: image_references(session, d)):
                 report.removed_files.append(digest)
-            for name in report.temporary_files:
-                (store.root / name).unlink(missing_ok=True)
-                report.removed_files.append(name)
+        for name in report.temporary_files:
+            store.remove_leftover(name)
+            report.removed_files.append(name)
     return report

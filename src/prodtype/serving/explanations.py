@@ -10,6 +10,7 @@ type may then differ from the stored one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from fastapi import Request
 from sqlalchemy.orm import Session
@@ -21,6 +22,8 @@ from prodtype.ml.predictor import Predictor
 from prodtype.serving.errors import InvalidInputError, ModelUnavailableError
 from prodtype.serving.predictions import get_prediction
 from prodtype.serving.storage import ImageStore
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ def explain_prediction(
     row = get_prediction(session, prediction_id, viewer)
     from prodtype.ml.bundle import ModelBundle  # heavy (onnxruntime), and loaded already when serving
 
-    if not isinstance(model, ModelBundle):
+    bundle = _bundle_of(model, ModelBundle)
+    if bundle is None:
         raise ModelUnavailableError(
             f"the served model ({type(model).__name__}) cannot explain its predictions; serve a model bundle"
         )
@@ -62,16 +66,28 @@ def explain_prediction(
         )
     image = None
     if row.image_sha256 is not None:
-        if store.exists(row.image_sha256):
-            image = store.read(row.image_sha256)
-        else:
+        image = store.get(row.image_sha256)
+        if image is None:
             notes.append("The photo is missing from the image store; explained from the text alone.")
     try:
         try:
-            explanation = explain(model, row.designation, row.description, image)
+            explanation = explain(bundle, row.designation, row.description, image)
         except ImageError as exc:
             notes.append(f"The photo cannot be read ({exc}); explained from the text alone.")
-            explanation = explain(model, row.designation, row.description, None)
+            explanation = explain(bundle, row.designation, row.description, None)
     except ValueError as exc:  # a title empty once cleaned: refused when predicting, so never expected
         raise InvalidInputError(f"prediction {prediction_id} cannot be explained: {exc}") from exc
     return ExplanationView(row.id, row.model_version, model.version, explanation, tuple(notes))
+
+
+def _bundle_of(model: object, kind: type[T]) -> T | None:
+    """The model bundle a served predictor wraps (the registry's version, the batching and metrics
+    wrappers hold it as ``inner`` / ``_inner``), or None when there is none."""
+    for _ in range(10):  # wrappers are a few deep
+        if isinstance(model, kind):
+            return model
+        attributes = vars(model) if hasattr(model, "__dict__") else {}  # not the wrappers' delegation
+        model = attributes.get("inner", attributes.get("_inner"))
+        if model is None:
+            return None
+    return None

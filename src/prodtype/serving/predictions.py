@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import struct
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +29,9 @@ from prodtype.serving.errors import (
     UnsupportedMediaTypeError,
 )
 from prodtype.serving.image_metadata import strip_metadata
-from prodtype.serving.storage import ImageStore, sniff_image_type
+from prodtype.serving.storage import ImageStore, reference_lock, sniff_image_type
+
+log = logging.getLogger(__name__)
 
 MAX_DESIGNATION_CHARS = 1_000
 MAX_DESCRIPTION_CHARS = 50_000
@@ -238,10 +241,11 @@ def record_prediction(
     """Record what a model answered for a submission: a pending prediction, its image, an audit event.
 
     ``written`` is the image's write, already started (:func:`create_prediction`); otherwise it is written
-    here. The write and its fsync need no lock (the file is named by its content and renamed into place);
-    the insert and its commit happen under the store's lock, after checking that the file is still there,
-    so that deleting another record with the same image cannot remove the file in between, and so that
-    when the insert fails the file goes again if nothing references it (no orphan file)."""
+    here. The write needs no lock (the photo is named by its content and appears whole); the insert and its
+    commit happen under the digest's shared :func:`~prodtype.serving.storage.reference_lock`, after checking
+    that the photo is still there (a deletion of another record with the same photo may have removed it:
+    it is written again), so that no deletion can remove it between the check and the commit; when the
+    insert fails the photo goes again if nothing references it (no orphan)."""
     row = Prediction(
         designation=submission.designation,
         description=submission.description,
@@ -258,25 +262,24 @@ def record_prediction(
     if submission.image is None:
         return _insert(session, row, user)
     digest = written.result()[0] if written is not None else store.add(submission.image)[0]
-    with store.lock():
-        if not store.exists(digest):  # removed by a deletion since it was written: write it again
-            store.add(submission.image)
-        row.image_sha256, row.image_content_type = digest, submission.image_type
-        try:
+    try:
+        with reference_lock(session, digest, exclusive=False):
+            if not store.exists(digest):  # removed by a deletion since it was written: write it again
+                store.add(submission.image)
+            row.image_sha256, row.image_content_type = digest, submission.image_type
             return _insert(session, row, user)
-        except BaseException:
-            session.rollback()
-            if image_references(session, digest) == 0:
-                store.discard(digest)
-            raise
+    except BaseException:
+        _forget_unreferenced(session, store, digest)
+        raise
 
 
 def _forget_unreferenced(session: Session, store: ImageStore, digest: str) -> None:
-    """Remove a photo written for a prediction that was not made, unless a record uses it."""
-    with store.lock():
-        session.rollback()
-        if image_references(session, digest) == 0:
-            store.discard(digest)
+    """Remove a photo written for a prediction that was not made, unless a record uses it; a failure here
+    is logged, never raised over the error that got us here."""
+    try:
+        store.remove_if_unreferenced(session, digest, lambda d: image_references(session, d))
+    except Exception as exc:
+        log.warning("could not remove the unreferenced image %s: %s", digest, exc)
 
 
 def _insert(session: Session, row: Prediction, user: User) -> Prediction:
@@ -318,11 +321,12 @@ def get_image(session: Session, store: ImageStore, prediction_id: int, viewer: U
     row = get_prediction(session, prediction_id, viewer)
     if row.image_sha256 is None:
         raise NotFoundError(f"prediction {prediction_id} was submitted without an image")
-    if not store.exists(row.image_sha256):
+    data = store.get(row.image_sha256)
+    if data is None:
         raise NotFoundError(f"the image of prediction {prediction_id} is missing from the image store")
     # Stripped on the way out too: photos stored before metadata was removed on upload leak nothing.
     content_type = row.image_content_type or "application/octet-stream"
-    return strip_metadata(store.read(row.image_sha256), content_type), content_type
+    return strip_metadata(data, content_type), content_type
 
 
 _SORTS: dict[str, tuple[ColumnElement[Any], ...]] = {
@@ -411,10 +415,4 @@ def delete_prediction(session: Session, store: ImageStore, prediction_id: int, a
     session.delete(row)
     session.commit()
     if digest is not None:
-        store.remove_if_unreferenced(digest, lambda d: _count_fresh(session, d))
-
-
-def _count_fresh(session: Session, digest: str) -> int:
-    # A new transaction, so that records committed by others since ours are counted.
-    session.rollback()
-    return image_references(session, digest)
+        store.remove_if_unreferenced(session, digest, lambda d: image_references(session, d))

@@ -197,6 +197,8 @@ def _models(
                 _("version %(v)s") % {"v": chosen.version},
                 _("champion"),
                 title,
+                x_label=_("F1 by product type"),
+                diff_label=_("difference"),
             )
     return render(
         request,
@@ -378,5 +380,7 @@ def retrain_job(job_id: str, request: Request, _admin: PageAdmin) -> Response:
         return JSONResponse({"detail": str(exc)}, status_code=404, headers=NO_STORE)
     keys = ("id", "status", "step", "requested_by", "created_at", "updated_at", "error")
     body = {k: getattr(record, k) for k in keys}
-    body["label"] = translator(language(request))(str(record.status or ""))
+    _ = translator(language(request))
+    body["label"] = _(str(record.status or ""))
+    body["step_label"] = _(str(record.step or ""))
     return JSONResponse(body, headers=NO_STORE)

@@ -24,6 +24,8 @@ class Label:
     y: float
     text: str
     anchor: str = "start"
+    kind: str = ""  # CSS class: "axis-title" for the name of an axis
+    rotate: bool = False  # written upwards (the vertical axis' name)
 
 
 @dataclass
@@ -40,13 +42,20 @@ class Chart:
 
 
 def compare_bars(
-    rows: Sequence[tuple[str, float, float | None]], a_name: str, b_name: str, title: str
+    rows: Sequence[tuple[str, float, float | None]],
+    a_name: str,
+    b_name: str,
+    title: str,
+    *,
+    x_label: str = "",
+    diff_label: str = "",
 ) -> Chart:
     """Horizontal bars, two per row (e.g. per-class F1 of a version, series a, against the champion, series
     b), on a 0-1 scale; the difference is written at the end of each row, green for a gain, red for a
-    loss."""
+    loss. ``x_label`` names the bars' scale and ``diff_label`` the difference column (under them)."""
     row_h, left, bar_w = 22, 230, 380
-    height = 30 + row_h * len(rows) + 10
+    bottom = 30 + row_h * len(rows)
+    height = bottom + 30
     chart = Chart(720, height, title, legend=[("series-a", a_name), ("series-b", b_name)])
     for i, (label, a, b) in enumerate(rows):
         y = 30 + i * row_h
@@ -60,14 +69,28 @@ def compare_bars(
             chart.rects.append(
                 Rect(left + bar_w + 60, y + 4, min(60.0, abs(diff) * 300), 12, kind, f"{diff:+.3f}")
             )
-    chart.lines.append((left, 24, left, height - 8, "axis"))
+    chart.lines.append((left, 24, left, bottom + 4, "axis"))
+    chart.labels.append(Label(left, bottom + 16, "0", "middle"))
+    chart.labels.append(Label(left + bar_w, bottom + 16, "1", "middle"))
+    if x_label:
+        chart.labels.append(Label(left + bar_w / 2, bottom + 16, x_label, "middle", "axis-title"))
+    if diff_label:
+        chart.labels.append(Label(left + bar_w + 24, bottom + 16, diff_label, "start", "axis-title"))
     return chart
 
 
-def grouped_bars(rows: Sequence[tuple[str, float, float]], a_name: str, b_name: str, title: str) -> Chart:
+def grouped_bars(
+    rows: Sequence[tuple[str, float, float]],
+    a_name: str,
+    b_name: str,
+    title: str,
+    *,
+    x_label: str = "",
+    y_label: str = "",
+) -> Chart:
     """Vertical bars, two per category (e.g. the share of each class among predictions, a, and in the
-    training labels, b)."""
-    width, height, bottom, top = 720, 260, 200, 30
+    training labels, b); ``x_label`` and ``y_label`` name the axes."""
+    width, height, bottom, top = 720, 280, 200, 30
     peak = max([a for _, a, _ in rows] + [b for _, _, b in rows] + [1e-9])
     step = (width - 60) / max(1, len(rows))
     chart = Chart(width, height, title, legend=[("series-a", a_name), ("series-b", b_name)])
@@ -78,17 +101,35 @@ def grouped_bars(rows: Sequence[tuple[str, float, float]], a_name: str, b_name: 
             chart.rects.append(
                 Rect(x + step * offset, bottom - h, step * 0.38, h, kind, f"{label}: {value:.1%}")
             )
-        chart.labels.append(Label(x + step * 0.5, bottom + 14, label, "middle"))
+        # many categories: every other label a line lower, so that neighbours do not overlap
+        low = 12 if len(rows) > 14 and i % 2 else 0
+        chart.labels.append(Label(x + step * 0.5, bottom + 14 + low, label, "middle"))
     chart.lines.append((45, bottom, width - 10, bottom, "axis"))
     chart.labels.append(Label(40, top + 4, f"{peak:.0%}", "end"))
+    chart.labels.append(Label(40, bottom, "0", "end"))
+    _axis_titles(chart, x_label, y_label, (50 + width - 10) / 2, bottom + 44, (top + bottom) / 2)
     return chart
 
 
+def _axis_titles(chart: Chart, x_label: str, y_label: str, x_mid: float, x_y: float, y_mid: float) -> None:
+    if x_label:
+        chart.labels.append(Label(x_mid, x_y, x_label, "middle", "axis-title"))
+    if y_label:
+        chart.labels.append(Label(14, y_mid, y_label, "middle", "axis-title", rotate=True))
+
+
 def daily_line(
-    days: Sequence[tuple[str, float]], title: str, *, as_percent: bool, threshold: float | None = None
+    days: Sequence[tuple[str, float]],
+    title: str,
+    *,
+    as_percent: bool,
+    threshold: float | None = None,
+    x_label: str = "",
+    y_label: str = "",
 ) -> Chart:
-    """A value by day: a line with a point per day (and a dashed threshold line)."""
-    width, height, bottom, top, left = 720, 220, 180, 30, 60
+    """A value by day: a line with a point per day (and a dashed threshold line); ``x_label`` and
+    ``y_label`` name the axes."""
+    width, height, bottom, top, left = 720, 236, 180, 30, 60
     values = [v for _, v in days]
     peak = 1.0 if as_percent else max([*values, 1.0])
     span = width - left - 20
@@ -114,4 +155,5 @@ def daily_line(
     chart.labels.append(Label(left - 6, bottom, "0", "end"))
     if threshold is not None:
         chart.lines.append((left, y_of(threshold), width - 10, y_of(threshold), "threshold"))
+    _axis_titles(chart, x_label, y_label, left + span / 2, bottom + 34, (top + bottom) / 2)
     return chart

@@ -23,6 +23,22 @@ FRENCH: dict[str, str] = {
     "failed": "échoué",
     "queued": "en file d'attente",
     "done": "terminé",
+    # the steps of a retrain (prodtype.loop.retrain.STEPS, and the job's first step)
+    "starting": "démarrage",
+    "check": "vérification",
+    "export": "export des relectures",
+    "train": "entraînement",
+    "evaluate": "évaluation",
+    "register": "enregistrement",
+    "promote": "promotion",
+    # chart axes
+    "day (UTC)": "jour (UTC)",
+    "accepted unchanged": "acceptées sans changement",
+    "predictions": "prédictions",
+    "product type (code)": "type de produit (code)",
+    "share of products": "part des produits",
+    "F1 by product type": "F1 par type de produit",
+    "difference": "différence",
     # -- the header, shared words
     "Submit a product": "Soumettre un produit",
     "Bulk": "En masse",

@@ -48,17 +48,25 @@ def monitoring_page(
             _("Live accuracy by day: accepted unchanged / reviewed"),
             as_percent=True,
             threshold=settings.loop.live_accuracy_threshold,
+            x_label=_("day (UTC)"),
+            y_label=_("accepted unchanged"),
         )
         if accuracy_days
         else None,
         "predictions": daily_line(
-            [(d.day, float(d.predictions)) for d in seen.days], _("Predictions per day"), as_percent=False
+            [(d.day, float(d.predictions)) for d in seen.days],
+            _("Predictions per day"),
+            as_percent=False,
+            x_label=_("day (UTC)"),
+            y_label=_("predictions"),
         ),
         "mix": grouped_bars(
             [(str(c), live_shares[c], train_shares[c]) for c in codes],
             _("predicted"),
             _("training labels"),
             _("Predicted class mix against the training mix"),
+            x_label=_("product type (code)"),
+            y_label=_("share of products"),
         )
         if predicted
         else None,

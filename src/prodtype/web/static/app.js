@@ -172,7 +172,7 @@ function retrainProgress() {
   poll(
     box.dataset.poll,
     (job) => {
-      step.textContent = job.step || "";
+      step.textContent = job.step_label || job.step || "";
       status.textContent = job.label || job.status || "";
       box.dataset.status = job.status || "";
     },
