@@ -1,9 +1,10 @@
-"""Two replicas of the service on one PostgreSQL database and one MLflow registry.
+"""Two replicas of the service on one PostgreSQL database, one object store and one MLflow registry.
 
 Two real ``prodtype serve`` processes on their own ports with their own storage folders share only what a
-deployment behind a load balancer shares: the database, the registry and the JWT secret. A retrain started on
-one blocks a retrain on the other (409) and both follow the job; a job killed on one is seen failed on the
-other; a prediction made on one is reviewed on the other; after a promotion both serve the new champion.
+deployment behind a load balancer shares: the database, the image store (S3: moto in server mode), the
+registry and the JWT secret. A prediction made on one is read, with its photo, and reviewed on the other; a
+retrain started on one blocks a retrain on the other (409) and both follow the job; a job killed on one is
+seen failed on the other; after a promotion both serve the new champion.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from prodtype.loop import model_versions
 from prodtype.loop.ledger import PromotionLedger
 from prodtype.loop.registry import Registry
 from service_support.databases import PASSWORD, PostgresBackend, postgres_backend  # noqa: F401 (fixture)
+from service_support.images import photo
+from service_support.object_store import keys, s3_endpoint, s3_env, s3_url  # noqa: F401 (fixtures)
 from service_support.registries import mlflow_template  # noqa: F401 (fixture)
 from service_support.server import Server, running_server
 from service_support.waiting import until
@@ -71,6 +74,8 @@ def replicas(
     bundles: dict[str, Path],
     data_dir: Path,
     feature_cache_dir: Path,
+    s3_endpoint: str,  # noqa: F811
+    s3_url: str,  # noqa: F811
     tmp_path: Path,
 ) -> Iterator[tuple[Replica, Replica, Registry]]:
     url = postgres_backend.fresh(tmp_path / "db")
@@ -92,6 +97,7 @@ def replicas(
         "PRODTYPE_CHAMPION_POLL_SECONDS": "0.5",
         "PRODTYPE_DATA_DIR": str(data_dir),  # the sample: a retrain trains for minutes (it is killed)
         "PRODTYPE_IMAGE_CACHE_DIR": str(feature_cache_dir / "image"),
+        **s3_env(s3_endpoint, s3_url),
     }
     try:
         with (
@@ -109,22 +115,35 @@ def _kill_job(job: dict[str, Any]) -> None:
 
 
 def test_two_replicas_share_the_retrain_lock_the_jobs_the_reviews_and_the_champion(
-    replicas: tuple[Replica, Replica, Registry], bundles: dict[str, Path]
+    replicas: tuple[Replica, Replica, Registry],
+    bundles: dict[str, Path],
+    s3_endpoint: str,  # noqa: F811
+    s3_url: str,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     a, b, registry = replicas
     until(lambda: a.serving() == b.serving() == "prodtype/v1", timeout=120, every=0.3)
     admin = a.token("admin")  # issued by one replica, accepted by the other (the same secret)
 
-    # A prediction made on one replica is read and reviewed on the other.
+    # A prediction made on one replica is read, with its photo, and reviewed on the other.
+    image = photo(3)
     made = a.client.post(
         f"{API}/predictions",
-        files={"designation": (None, "Figurine Star Wars Yoda"), "description": (None, "")},
+        files={
+            "designation": (None, "Figurine Star Wars Yoda"),
+            "description": (None, ""),
+            "image": ("yoda.jpg", image, "image/jpeg"),
+        },
         headers=a.token("carl"),
     )
     assert made.status_code == 201, made.text
     pid = made.json()["id"]
+    assert len(keys(s3_endpoint, s3_url)) == 1  # in the shared store, not on replica a's disk
+    assert not (tmp_path / "a" / "images").exists()
     rita = b.token("rita")
     assert b.client.get(f"{API}/predictions/{pid}", headers=rita).json()["designation"].startswith("Figurine")
+    served = b.client.get(f"{API}/predictions/{pid}/image", headers=rita)
+    assert served.status_code == 200 and served.content == image
     reviewed = b.client.post(f"{API}/predictions/{pid}/review", json={"decision": "accept"}, headers=rita)
     assert reviewed.status_code == 200, reviewed.text
     assert a.client.get(f"{API}/predictions/{pid}", headers=rita).json()["status"] == "accepted"
