@@ -185,7 +185,7 @@ class JobRecord(BaseModel):
     pid: int | None = None
     log: str | None = Field(default=None, description="The child process's log file (on that machine)")
     log_tail: str | None = Field(
-        default=None, description="The end of the log, readable from any machine (PostgreSQL only)"
+        default=None, description="The end of the log (with PostgreSQL, copied so that any replica shows it)"
     )
     run_dir: str | None = None
     result: RetrainResult | None = None
@@ -221,6 +221,8 @@ def read_job(settings: Settings, job_id: str) -> JobRecord:
     if record.status == "running" and not (_alive(record.pid) and retrain_running(settings)):
         # the process is gone without writing its end (killed): say so rather than "running" forever
         record = record.model_copy(update={"status": "failed", "error": DIED})
+    if record.log_tail is None:  # one machine: read from the log file itself
+        record = record.model_copy(update={"log_tail": _log_tail(record.log)})
     return record
 
 
