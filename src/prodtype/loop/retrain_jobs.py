@@ -255,12 +255,19 @@ def recent_jobs(settings: Settings, limit: int = 10) -> list[JobRecord]:
     """The newest ``limit`` job records, newest first (ids start with their UTC start time)."""
     if on_postgres(settings):
         with _engine(settings.resolved_database_url).connect() as conn:
-            ids = conn.scalars(select(RetrainJob.id).order_by(RetrainJob.id.desc()).limit(limit)).all()
-    else:
-        folder = jobs_dir(settings)
-        if not folder.is_dir():
-            return []
-        ids = sorted((p.stem for p in folder.glob("*.json") if p.stem.isalnum()), reverse=True)[:limit]
+            found = conn.execute(select(RetrainJob).order_by(RetrainJob.id.desc()).limit(limit)).all()
+        records = []
+        for row in (RetrainJob(**r._mapping) for r in found):
+            if row.status != "running":
+                records.append(_to_record(row))
+                continue
+            with contextlib.suppress(NotFoundError):  # a refused start's row, dropped meanwhile
+                records.append(_pg_read(settings, row.id))  # read again: checks that its process lives
+        return records
+    folder = jobs_dir(settings)
+    if not folder.is_dir():
+        return []
+    ids = sorted((p.stem for p in folder.glob("*.json") if p.stem.isalnum()), reverse=True)[:limit]
     jobs = []
     for job_id in ids:
         try:
