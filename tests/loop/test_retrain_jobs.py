@@ -264,3 +264,12 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+def test_a_job_given_up_before_its_process_took_the_lock_does_not_run(settings: Settings) -> None:
+    job_id = "20261202000000abcdef12"
+    retrain_jobs.update_job(settings, job_id, status="failed", step="starting", error=retrain_jobs.DIED)
+    with pytest.raises(ConflictError, match="given up"), retrain_jobs.job_lock(settings, job_id):
+        pytest.fail("the job ran")
+    assert not retrain_jobs.retrain_running(settings)

@@ -152,6 +152,9 @@ def job_lock(settings: Settings, job_id: str) -> Iterator[None]:
         return
     try:
         with _pg_lock(settings, f"job {job_id}", on_tick=lambda: _pg_update(settings, job_id)) as held:
+            row = _pg_read_row(settings, job_id)
+            if row is None or row.status != "running":  # given up on: it took too long to start
+                raise ConflictError(f"retrain job {job_id} was given up before it started; start another")
             host = socket.gethostname()
             _pg_update(settings, job_id, lock_pid=held.backend_pid, pid=os.getpid(), host=host)
             yield
