@@ -9,13 +9,18 @@ What it measures (server and load generator on this machine, default model, 500x
 - beside them, measured in the same run: the model in this process (``bundle.predict``, no HTTP, no
   database) and the floor, the sum of the stages that cannot go (decode + resize, the image encoder, the
   text features), each figure also as a ratio to them;
-- that nothing was lost: every 201 has its record in the database and its photo in the store.
+- that nothing was lost: every 201 has its record in the database and its photo in the store;
+- with ``--shadow``: the same model registered as version 1 is put in shadow (``PUT
+  /api/v1/models/1/shadow``) after the first rows, and the one-at-a-time and concurrent rows run again
+  with every prediction also scored by it off the request path, so that both latencies come from the same
+  run and server; then how many products the shadow scored and dropped (queue full).
 
 The load generator is a small asyncio HTTP/1.1 client with keep-alive connections and pre-built requests,
 so that it takes little of the CPU the server needs. Every photo is distinct (a random crop of a sample
 photo, re-encoded), so the content-addressed store writes a file for each.
 
     python benchmarks/bench_serving.py [--data ../shared/data/rakuten] [--model BUNDLE] [--workers 1]
+        [--clients 1,8,32] [--shadow]
 
 Without ``--model`` (or PRODTYPE_MODEL_PATH) a model is trained on ``--data`` first, into a temporary folder.
 """
@@ -231,6 +236,95 @@ def train_bundle(data: Path, out: Path) -> Path:
     return out
 
 
+# -- shadow -----------------------------------------------------------------------------------------
+
+
+def register_for_shadow(model: Path, storage: Path, copy: Path) -> None:
+    """The bundle registered as version 1 of the server's embedded registry (not the champion: the server
+    answers with PRODTYPE_MODEL_PATH), so that it can be put in shadow over the API."""
+    import shutil
+
+    from prodtype.config import Settings
+    from prodtype.loop.registry import Registry
+
+    settings = Settings(_env_file=None, storage_dir=storage)  # type: ignore[call-arg]
+    shutil.copytree(model, copy)
+    Registry.from_settings(settings).log_and_register(copy, run_name="shadow", params={}, metrics={}, tags={})
+
+
+def _shadow_status(port: int, token: str) -> dict[str, object]:
+    import httpx
+
+    r = httpx.get(
+        f"http://127.0.0.1:{port}/api/v1/models/shadow", headers={"Authorization": f"Bearer {token}"}
+    )
+    r.raise_for_status()
+    answer: dict[str, object] = r.json()
+    return answer
+
+
+def shadow_on(port: int, token: str) -> dict[str, object]:
+    import httpx
+
+    r = httpx.put(
+        f"http://127.0.0.1:{port}/api/v1/models/1/shadow",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"reason": "serving benchmark"},
+        timeout=300,
+    )
+    r.raise_for_status()
+    deadline = time.monotonic() + 300
+    while dict(_shadow_status(port, token)["scorer"]).get("version") != 1:  # type: ignore[call-overload]
+        if time.monotonic() > deadline:
+            raise SystemExit("the shadow model was not installed")
+        time.sleep(0.2)
+    return {"installed": True}
+
+
+def shadow_off(port: int, token: str) -> dict[str, object]:
+    """Wait until the shadow has dealt with every product, then stop it; its counts."""
+    import httpx
+
+    deadline = time.monotonic() + 600
+    while True:
+        scorer = dict(_shadow_status(port, token)["scorer"])  # type: ignore[call-overload]
+        done = int(scorer["scored"]) + int(scorer["dropped"]) + int(scorer["failed"])
+        if done >= int(scorer["submitted"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    httpx.request(
+        "DELETE",
+        f"http://127.0.0.1:{port}/api/v1/models/shadow",
+        headers={"Authorization": f"Bearer {token}"},
+    ).raise_for_status()
+    return {k: scorer[k] for k in ("submitted", "scored", "dropped", "failed", "queue_size")}
+
+
+def shadow_table(rows: list[tuple[str, Outcome, int]], figures: dict[str, object]) -> None:
+    by_name = {name: out for name, out, _ in rows}
+    table = Table(title="the same rows with a second model in shadow (same run, same server)")
+    for column in ("what", "p50 ms", "p50 + shadow", "ratio", "p95 ms", "p95 + shadow", "ratio"):
+        table.add_column(column, justify="left" if column == "what" else "right")
+    for name, out in by_name.items():
+        shadowed = by_name.get(f"{name} + shadow")
+        if shadowed is None:
+            continue
+        a = [s * 1000 for s in out.seconds]
+        b = [s * 1000 for s in shadowed.seconds]
+        p50a, p50b, p95a, p95b = percentile(a, 50), percentile(b, 50), percentile(a, 95), percentile(b, 95)
+        table.add_row(
+            name,
+            f"{p50a:.1f}",
+            f"{p50b:.1f}",
+            f"{p50b / p50a:.2f}x",
+            f"{p95a:.1f}",
+            f"{p95b:.1f}",
+            f"{p95b / p95a:.2f}x",
+        )
+    console.print(table)
+    console.print(f"shadow scorer: {figures.get('shadow')}")
+
+
 # -- in-process baselines --------------------------------------------------------------------------
 
 
@@ -301,11 +395,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="server worker processes")
     parser.add_argument("--bulk-products", type=int, default=2000, help="products for predict-batch and bulk")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--clients", default="1,8,32", help="concurrent clients of the load rows, comma-separated"
+    )
+    parser.add_argument(
+        "--shadow",
+        action="store_true",
+        help="run the rows again with the model also in shadow, and compare (same run, same server)",
+    )
     args = parser.parse_args(argv)
+    client_counts = [int(c) for c in args.clients.split(",") if c.strip()]
 
     started_load = load()
     texts = load_texts(args.data)
-    singles = 20 + 2 * args.requests + sum(max(args.requests, 25 * c) for c in (1, 8, 32))
+    per_pass = 2 * args.requests + sum(max(args.requests, 25 * c) for c in client_counts)
+    singles = 20 + per_pass * (2 if args.shadow else 1)
     bulk_api = min(args.bulk_products, 1000)
     photos = distinct_photos(args.data, max(singles + bulk_api, args.bulk_products))
     console.print(f"{len(photos)} distinct 500x500 photos; load {started_load}")
@@ -316,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
         baseline = in_process(model, texts, photos, 200)
         floor = baseline["decode_resize"] + baseline["image_encoder"] + baseline["text_features"]
         storage = tmp_path / "storage"
+        if args.shadow:
+            register_for_shadow(model, storage, tmp_path / "registered")
         process, port, _lines = start_server(model, storage, args.workers)
         try:
             import httpx
@@ -347,17 +453,30 @@ def main(argv: list[str] | None = None) -> int:
             run_load(port, batch_of(20), 2)  # warm the server's threads and connections
             created: set[int] = set()
             rows: list[tuple[str, Outcome, int]] = []
-            seq_photo = run_load(port, batch_of(n), 1)
-            seq_text = run_load(port, batch_of(n, with_photo=False), 1)
-            rows += [("one at a time, photo", seq_photo, 1), ("one at a time, text only", seq_text, 1)]
-            for clients in (1, 8, 32):
-                rows.append(
-                    (
-                        f"{clients} clients, photo",
-                        run_load(port, batch_of(max(n, 25 * clients)), clients),
-                        clients,
-                    )
+
+            def load_rows(suffix: str) -> None:
+                seq_photo = run_load(port, batch_of(n), 1)
+                seq_text = run_load(port, batch_of(n, with_photo=False), 1)
+                rows.extend(
+                    [
+                        (f"one at a time, photo{suffix}", seq_photo, 1),
+                        (f"one at a time, text only{suffix}", seq_text, 1),
+                    ]
                 )
+                for clients in client_counts:
+                    rows.append(
+                        (
+                            f"{clients} clients, photo{suffix}",
+                            run_load(port, batch_of(max(n, 25 * clients)), clients),
+                            clients,
+                        )
+                    )
+
+            load_rows("")
+            if args.shadow:
+                figures["shadow"] = shadow_on(port, token)
+                load_rows(" + shadow")
+                figures["shadow"] |= shadow_off(port, token)
             for _, out, _ in rows:
                 created |= ids_of(out)
 
@@ -477,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
         f"prodtype predict-batch, {args.bulk_products}", "", "", f"{batch_rate:.0f}", "", "", "", "", ""
     )
     console.print(table)
+    if args.shadow:
+        shadow_table(rows, figures)
     stages = Table(title="in this process, p50 ms (same run)")
     for column in (
         "model, photo",

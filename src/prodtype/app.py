@@ -25,6 +25,7 @@ from prodtype.api.routes import (
     health,
     jobs,
     model_cards,
+    model_shadow,
     model_versions,
     predictions,
     retrain,
@@ -39,10 +40,13 @@ from prodtype.loop.alert_metrics import install_alert_metrics
 from prodtype.loop.champion import ChampionFollower
 from prodtype.loop.ledger import PromotionLedger
 from prodtype.loop.registry import Registry
+from prodtype.loop.shadow import ShadowFollower, ShadowLedger
+from prodtype.loop.shadow_metrics import install_shadow_metrics
 from prodtype.serving.batching import MicroBatcher
 from prodtype.serving.bulk_jobs import BulkWorker
 from prodtype.serving.metrics import install_metrics, instrument
-from prodtype.serving.model_holder import ModelHolder, find_model, load_warm
+from prodtype.serving.model_holder import ModelHolder, find_model, load_shadow, load_warm
+from prodtype.serving.shadow import ShadowScorer
 from prodtype.serving.storage import open_image_store
 from prodtype.serving.throttle import LoginThrottle, make_storage
 from prodtype.web.guards import LoginBeforeForm
@@ -83,10 +87,12 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
             await run_in_threadpool(_load_configured_model, settings, holder)
         log.info("database %s", describe_url(settings.resolved_database_url))
         app.state.bulk_worker.start()
+        app.state.shadow.start()
         try:
             yield
         finally:
             app.state.bulk_worker.stop()
+            app.state.shadow.stop()
             app.state.batcher.stop()
             engine.dispose()
 
@@ -124,6 +130,9 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     app.state.bulk_worker = BulkWorker(
         app.state.sessions, settings, app.state.store, lambda: instrument(app, holder.get())
     )
+    # The model in shadow (none until one is put there): scored off the request path, see serving/shadow.py.
+    app.state.shadow = ShadowScorer(app.state.sessions, settings.loop.shadow_queue_size)
+    app.state.bulk_worker.shadow = app.state.shadow
     app.state.login_throttle = LoginThrottle(
         make_storage(settings.rate_limit_storage, engine),
         settings.login_limit_per_username,
@@ -134,11 +143,14 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
     for module in (auth, predictions, bulk, jobs, categories, health, users, audit, model_versions, retrain):
         api.include_router(module.router)
     api.include_router(model_cards.router)  # /models/{version}/card, beside model_versions' /models
+    api.include_router(model_shadow.router)  # /models/shadow, /models/{version}/shadow
     app.include_router(api)
-    install_metrics(app)  # /metrics, and counting requests and predictions
+    metrics = install_metrics(app)  # /metrics, and counting requests and predictions
+    app.state.shadow.on_outcome = lambda outcome: metrics.shadow_products.labels(outcome).inc()
     install_web(app)  # the pages at /
     install_loop(app)  # the registry, and following the champion alias
     install_alert_metrics(app)  # live accuracy, class-mix drift, backlog, retrain outcomes for alerting
+    install_shadow_metrics(app)  # both models' live accuracy on the same reviewed products
     register_exception_handlers(app)
     install_openapi(app)  # every status code each route answers, with the real error body
     return app
@@ -152,6 +164,7 @@ def install_loop(app: FastAPI) -> None:
     answers with the champion from its first request.
     """
     app.state.champion_follower = None
+    app.state.shadow_follower = None
     inner = app.router.lifespan_context
 
     @asynccontextmanager
@@ -172,6 +185,16 @@ def install_loop(app: FastAPI) -> None:
                 recorded=lambda: PromotionLedger(a.state.sessions).champion(registry.model_name),
             )
             a.state.champion_follower = follower
+            shadow = ShadowFollower(
+                a.state.shadow,
+                registry,
+                ShadowLedger(a.state.sessions),
+                # one thread: the shadow must leave the cores to the model that answers
+                loader=lambda path: load_shadow(path, settings),
+                poll_seconds=loop_settings.champion_poll_seconds,
+                known_codes=list(a.state.catalog.codes),
+            )
+            a.state.shadow_follower = shadow
             # The champion is what is served (PRODTYPE_MODEL_PATH aside); not following it afterwards
             # still serves it from the start.
             first_look = loop_settings.follow_champion or not a.state.model_holder.loaded
@@ -180,12 +203,20 @@ def install_loop(app: FastAPI) -> None:
                     await run_in_threadpool(follower.check_now)
                 except Exception as exc:  # the registry must not keep the service from starting
                     log.warning("could not read the champion from %s: %s", registry, exc)
+            # The recorded shadow version is honoured from the start, followed or not afterwards.
+            if registry.store_exists():
+                try:
+                    await run_in_threadpool(shadow.check_now)
+                except Exception as exc:
+                    log.warning("could not read the shadow version: %s", exc)
             if loop_settings.follow_champion:
                 follower.start()
+            shadow.start()  # the shadow record is prodtype's own: followed even with a fixed champion
             try:
                 yield state
             finally:
                 follower.stop()
+                shadow.stop()
 
     app.router.lifespan_context = lifespan
 

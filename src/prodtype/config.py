@@ -57,6 +57,26 @@ class LoopSettings(BaseSettings):
         default=50, ge=1, description="classes with fewer evaluation products are not held to the drop limit"
     )
 
+    # Live comparison (shadow evaluation, loop/shadow.py): the candidate must not be worse than the
+    # champion on the reviewed products both answered, as well as on the evaluation set.
+    promotion_require_live: bool = Field(
+        default=False, description="also require the candidate not to be worse on live reviewed products"
+    )
+    promotion_live_min_reviews: int = Field(
+        default=30,
+        ge=1,
+        description="reviewed products with a shadow answer needed before it can be promoted",
+    )
+    promotion_live_max_drop: float = Field(
+        default=0.0, ge=0.0, le=1.0, description="live accuracy may be at most this below the champion's"
+    )
+    shadow_challenger: bool = Field(
+        default=False, description="the retrain job puts a candidate that is not promoted in shadow"
+    )
+    shadow_queue_size: int = Field(
+        default=256, ge=1, le=100_000, description="products waiting for the shadow model; more are dropped"
+    )
+
     # Retraining trigger.
     retrain_min_new_reviews: int = Field(default=200, ge=1)
     live_accuracy_threshold: float = Field(default=0.7, ge=0.0, le=1.0)

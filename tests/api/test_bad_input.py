@@ -313,6 +313,9 @@ ROUTE_INPUT: dict[tuple[str, str], tuple[str, int]] = {
     ("GET", "/api/v1/jobs/{job_id}"): ("none", 404),  # no such job
     ("GET", "/api/v1/jobs/{job_id}/result"): ("none", 404),
     ("GET", "/api/v1/models/{version}/card"): ("none", 404),  # nothing registered
+    ("GET", "/api/v1/models/shadow"): ("none", 200),
+    ("DELETE", "/api/v1/models/shadow"): ("json", 200),
+    ("PUT", "/api/v1/models/{version}/shadow"): ("json", 404),
     ("GET", "/api/v1/predictions"): ("list", 200),
     ("GET", "/api/v1/predictions/{prediction_id}"): ("none", 200),
     ("GET", "/api/v1/predictions/{prediction_id}/explanation"): ("none", 200),

@@ -167,3 +167,87 @@ def test_monitoring_page_plots_accuracy_predictions_and_the_class_mix(client: Te
     assert re.search(r'id="accuracy">(50\.0|100\.0) %<', text)
     assert text.count("<svg") == 3 and "<polyline" in text
     assert client.get("/monitoring?days=abc").status_code == 200
+
+
+def _reviewed_with_shadow(app: FastAPI, version: int, answers: list[tuple[int, int, int]]) -> None:
+    """Reviewed predictions with a shadow answer: (served code, shadow code, reviewed code) each."""
+    from sqlalchemy import select
+
+    from prodtype.db.tables import Prediction, ShadowPrediction, User
+
+    with app.state.sessions() as session:
+        carl = session.scalar(select(User).where(User.username == "carl"))
+        for served, shadow, final in answers:
+            row = Prediction(
+                designation="Stylo",
+                predicted_code=served,
+                confidence=0.8,
+                top_k=[],
+                model_version="prodtype/v1",
+                status="accepted",
+                final_code=final,
+                created_by_id=carl.id,
+            )
+            session.add(row)
+            session.flush()
+            session.add(ShadowPrediction(prediction_id=row.id, version=version, code=shadow, confidence=0.5))
+        session.commit()
+
+
+def test_models_page_puts_a_version_in_shadow_shows_live_figures_and_the_model_card(
+    app: FastAPI, registry: Registry, trained_bundle: Path, tmp_path: Path
+) -> None:
+    first = add_version(registry, trained_bundle, tmp_path / "v1", {10: 0.5, 2583: 0.9, 1280: 0.7})
+    second = add_version(registry, trained_bundle, tmp_path / "v2", {10: 0.8, 2583: 0.85, 1280: 0.7})
+    with TestClient(app, follow_redirects=False) as client:
+        log_in(client, "admin")
+        assert post(client, "/models", f"/models/{first}/promote", reason="first <b>one</b> & co")[0] == 200
+        status, text = post(client, "/models", f"/models/{first}/shadow")
+        assert status == 409 and "is the champion" in error_on(text)
+        assert post(client, "/models", "/models/abc/shadow")[0] == 404
+        status, text = post(client, "/models", f"/models/{second}/shadow", reason="try it")
+        assert status == 200 and f"Version {second} runs in shadow" in notice_on(text)
+        assert f"Version {second} runs in shadow: each new prediction" in text
+        # 4 reviewed products: the champion right on 3, the shadow on 2 (both right on one)
+        _reviewed_with_shadow(app, second, [(10, 10, 10), (10, 40, 10), (10, 40, 10), (40, 10, 10)])
+        page = client.get(f"/models?compare={first}").text
+        live = page[page.index('id="shadow-live"') : page.index('id="shadow-difference"')]
+        assert "0.750" in live and "0.500" in live
+        difference = page[page.index('id="shadow-difference"') :]
+        assert difference[: difference.index("</tr>")].count("-0.250") == 1
+        # The champion's card, its promotion reason shown as text, escaped once.
+        card = page[page.index('id="model-card"') :]
+        card = card[: card.index("</section>")]
+        assert f"<h3>Model card: prodtype version {first}</h3>" in card and "<h4>Data</h4>" in card
+        assert (
+            "first &lt;b&gt;one&lt;/b&gt; &amp; co" in card
+            and "<b>one" not in card
+            and "&amp;lt;" not in card
+        )
+        assert "<th>weighted F1</th>" in card and "## " not in card and "|---" not in card
+        status, text = post(client, "/models", "/models/shadow/stop")
+        assert status == 200 and f"Version {second} no longer runs in shadow" in notice_on(text)
+        assert "No version runs in shadow" in text and "0.750" in text  # the figures stay
+        assert "No version was in shadow" in notice_on(post(client, "/models", "/models/shadow/stop")[1])
+
+
+def test_the_card_renderer_makes_no_html_of_its_input() -> None:
+    from prodtype.web.markdown import parse
+
+    blocks = parse(
+        "# Card &lt;x&gt;\n\nSome **bold** and `co|de` text\nwrapped.\n\n| a | b \\| c |\n|---|---|\n"
+        "| 1 | <script>x</script> |\n\n- one\n- **two**\n\n```bash\nprodtype retrain\n```\n"
+    )
+    assert [b.kind for b in blocks] == ["heading", "paragraph", "table", "list", "code"]
+    assert blocks[0].level == 1 and blocks[0].segments == [("text", "Card <x>")]
+    assert blocks[1].segments == [
+        ("text", "Some "),
+        ("strong", "bold"),
+        ("text", " and "),
+        ("code", "co|de"),
+        ("text", " text wrapped."),
+    ]
+    assert blocks[2].header == [[("text", "a")], [("text", "b | c")]]
+    assert blocks[2].rows == [[[("text", "1")], [("text", "<script>x</script>")]]]
+    assert blocks[3].items == [[("text", "one")], [("strong", "two")]]
+    assert blocks[4].text == "prodtype retrain"

@@ -96,6 +96,8 @@ PAGE_RULES: dict[tuple[str, str], tuple[dict[str, int], Body]] = {
     ("GET", "/models"): (admins(200), _no_body),
     ("POST", "/models/{version}/promote"): (admins(404), _form(reason="better")),
     ("POST", "/models/rollback"): (admins(409), _form(reason="worse")),
+    ("POST", "/models/{version}/shadow"): (admins(404), _form(reason="try it")),
+    ("POST", "/models/shadow/stop"): (admins(200), _form()),
     ("GET", "/retrain"): (admins(200), _no_body),
     # run while the test holds the retrain lock: the admin's retrain is refused as already running
     ("POST", "/retrain"): (admins(409), _form()),
@@ -202,6 +204,9 @@ PAGE_GARBAGE_STATUS: dict[tuple[str, str], tuple[list[int], list[int] | None]] =
     ("POST", "/accounts/{username}"): (ADMIN_FORM, None),
     ("POST", "/models/{version}/promote"): (ADMIN_FORM, None),
     ("POST", "/models/rollback"): (ADMIN_FORM, None),
+    # no version is registered: 404 once the CSRF token is valid; stopping no shadow is fine (200)
+    ("POST", "/models/{version}/shadow"): ([403, 403, 404, 404, 404, 400, 403, 303], None),
+    ("POST", "/models/shadow/stop"): ([403, 403, 200, 200, 200, 400, 403, 303], None),
     ("POST", "/retrain"): ([403, 403, 409, 409, 409, 400, 403, 303], None),
 }
 

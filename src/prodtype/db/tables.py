@@ -269,3 +269,40 @@ class RetrainJob(Base):
     run_dir: Mapped[str | None] = mapped_column(Text, default=None)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class ModelShadow(Base):
+    """Which registered version runs in shadow beside the champion, chosen through prodtype (an admin, or the
+    retrain job): the last row of a model says it (``start`` a version, or ``stop``). Kept here rather than
+    as an MLflow alias for the same reason as :class:`ModelPromotion`: MLflow users cannot write here."""
+
+    __tablename__ = "model_shadows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    model_name: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))  # start or stop
+    version: Mapped[int | None] = mapped_column(Integer, default=None)  # None for stop
+    manifest_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    actor: Mapped[str | None] = mapped_column(String(64), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (Index("ix_model_shadows_model_name", "model_name", "id"),)
+
+
+class ShadowPrediction(Base):
+    """What the model in shadow answered for a prediction, recorded beside the served model's answer
+    (scored off the request path, :mod:`prodtype.serving.shadow`). Goes with its prediction."""
+
+    __tablename__ = "shadow_predictions"
+    __table_args__ = (
+        CheckConstraint("confidence >= 0 AND confidence <= 1", name="confidence_range"),
+        Index("ix_shadow_predictions_version_prediction", "version", "prediction_id", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)  # the registry version that answered
+    code: Mapped[int] = mapped_column(Integer)
+    confidence: Mapped[float] = mapped_column(Float)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

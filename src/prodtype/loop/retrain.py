@@ -30,8 +30,9 @@ from prodtype.files import atomic_write_text
 from prodtype.loop.evalset import EvalSplit, load_or_make_split
 from prodtype.loop.feedback import combine, export_feedback, load_feedback
 from prodtype.loop.ledger import PromotionLedger
-from prodtype.loop.promotion import PromotionDecision, decide
+from prodtype.loop.promotion import PromotionDecision, decide, with_live
 from prodtype.loop.registry import CHAMPION, ModelVersionInfo, Registry
+from prodtype.loop.shadow import ShadowLedger, live_comparison
 from prodtype.loop.trigger import TriggerStatus, trigger_status
 from prodtype.serving.errors import ConflictError, InvalidInputError
 from prodtype.serving.storage import ImageStore, open_image_store
@@ -399,6 +400,11 @@ def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> Promot
     state = read_state(run_dir)
     version = int(_need(state, "version", "promote", "register"))
     decision = dict(_need(state, "decision", "promote", "evaluate"))
+    if ctx.loop.promotion_require_live and decision.get("champion_weighted_f1") is not None:
+        # The evaluation set's decision stays in the state: running this step again later re-applies the
+        # live rule to the reviews that have arrived since.
+        live = live_comparison(ctx.sessions(), version)
+        decision = with_live(PromotionDecision(**decision), live, ctx.loop).to_dict()
     current = ctx.registry.alias_version(CHAMPION)
     if current != state.get("champion_version") and current != version:
         decision["promote"] = False
@@ -420,6 +426,7 @@ def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> Promot
         )
     elif not decision["promote"]:
         ctx.registry.mark_challenger(version, reason=decision["reason"])
+    _follow_shadow(ctx, version, promoted=bool(decision["promote"]))
     _log_card(ctx, version)  # again, with the decision
     outcome = PromotionOutcome(
         version=version,
@@ -429,6 +436,23 @@ def promote(ctx: LoopContext, run_dir: Path, actor: str | None = None) -> Promot
     )
     write_state(run_dir, outcome=outcome.model_dump(mode="json"))
     return outcome
+
+
+def _follow_shadow(ctx: LoopContext, version: int, *, promoted: bool) -> None:
+    """A promoted version leaves the shadow; one that is not goes into it when the settings say so."""
+    shadows = ShadowLedger(ctx.sessions())
+    current = shadows.current(ctx.registry.model_name)
+    if promoted:
+        if current is not None and current.version == version:
+            shadows.stop(ctx.registry.model_name, actor="retrain", reason=f"version {version} was promoted")
+    elif ctx.loop.shadow_challenger and (current is None or current.version != version):
+        shadows.start(
+            ctx.registry.model_name,
+            version,
+            bundle=ctx.registry.local_bundle(version),
+            actor="retrain",
+            reason="not promoted: in shadow, its live accuracy is measured (PRODTYPE_SHADOW_CHALLENGER)",
+        )
 
 
 # The steps after the trigger's check, in order: the one table that `prodtype retrain --step NAME`, the API's

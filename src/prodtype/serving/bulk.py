@@ -18,7 +18,14 @@ from prodtype.ml.image import ImageError
 from prodtype.ml.predictor import Prediction as ModelOutput
 from prodtype.ml.predictor import Predictor, PreparedProduct, ProductInput
 from prodtype.serving.errors import InvalidInputError, ServiceError
-from prodtype.serving.predictions import CheckedSubmission, Submission, check_submission, record_prediction
+from prodtype.serving.predictions import (
+    CheckedSubmission,
+    Submission,
+    check_submission,
+    queue_for_shadow,
+    record_prediction,
+)
+from prodtype.serving.shadow import ShadowScorer
 from prodtype.serving.storage import ImageStore
 
 
@@ -45,6 +52,7 @@ def create_predictions(
     submissions: Sequence[Submission | ServiceError],
     user: User,
     limits: BulkLimits,
+    shadow: ShadowScorer | None = None,
 ) -> list[BulkOutcome]:
     """One outcome per item, in order. An item given as a :class:`ServiceError` (the caller could not even
     read it, e.g. bad base64) is reported as it is."""
@@ -81,6 +89,7 @@ def create_predictions(
             )
         else:
             outcomes[index] = BulkOutcome(index, prediction=row)
+            queue_for_shadow(shadow, row.id, checked)
     return [outcomes[i] for i in range(len(submissions))]
 
 

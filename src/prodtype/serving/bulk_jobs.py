@@ -46,6 +46,7 @@ from prodtype.serving.errors import (
     ServiceError,
 )
 from prodtype.serving.predictions import Submission
+from prodtype.serving.shadow import ShadowScorer
 from prodtype.serving.storage import ImageStore
 
 log = logging.getLogger(__name__)
@@ -357,6 +358,8 @@ class BulkWorker:
         self.store = store
         self.model = model
         self.poll_seconds = poll_seconds
+        # The model in shadow, if any: its queue takes what it can, the rest is dropped and counted.
+        self.shadow: ShadowScorer | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -477,7 +480,7 @@ class BulkWorker:
                 if not rows:
                     break
                 items = [self._submission(archive, row) for row in rows]
-                outcomes = create_predictions(session, self.store, model, items, user, limits)
+                outcomes = create_predictions(session, self.store, model, items, user, limits, self.shadow)
                 bad = 0
                 for row, outcome in zip(rows, outcomes, strict=True):
                     if outcome.prediction is not None:

@@ -20,6 +20,7 @@ from prodtype.ml.predictor import Predictor
 from prodtype.serving.batching import BatchedPredictor
 from prodtype.serving.metrics import instrument
 from prodtype.serving.model_holder import ModelHolder
+from prodtype.serving.shadow import ShadowScorer
 from prodtype.serving.storage import ImageStore
 
 
@@ -50,8 +51,15 @@ async def get_model(request: Request) -> Predictor:
     return instrument(request.app, BatchedPredictor(holder.get(), request.app.state.batcher))
 
 
+async def get_shadow(request: Request) -> ShadowScorer | None:
+    """The queue of the model in shadow (None in an app built without one)."""
+    shadow: ShadowScorer | None = getattr(request.app.state, "shadow", None)
+    return shadow
+
+
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 StoreDep = Annotated[ImageStore, Depends(get_store)]
 ModelDep = Annotated[Predictor, Depends(get_model)]
+ShadowDep = Annotated[ShadowScorer | None, Depends(get_shadow)]

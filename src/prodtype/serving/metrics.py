@@ -65,6 +65,12 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.shadow_products = Counter(
+            "prodtype_shadow_products",
+            "Products sent to the model in shadow, by outcome: scored, dropped (queue full) or failed",
+            ["outcome"],
+            registry=self.registry,
+        )
         # collectors read at scrape time, in the worker that answers (the same in every worker)
         self.live: list[Collector] = []
         self.model_collector = _ModelCollector(holder)

@@ -77,3 +77,14 @@ def load_warm(path: Path, settings: Settings) -> Predictor:
     if callable(warm_up):
         warm_up()
     return predictor
+
+
+def load_shadow(path: Path, settings: Settings) -> Predictor:
+    """A bundle for shadow scoring: one thread, so that it leaves the cores to the model that answers."""
+    predictor = load_model(
+        path, threads=1, max_pixels=settings.max_image_pixels, max_side=settings.max_image_side
+    )
+    warm_up = getattr(predictor, "warm_up", None)
+    if callable(warm_up):
+        warm_up()
+    return predictor

@@ -29,6 +29,7 @@ from prodtype.serving.errors import (
     UnsupportedMediaTypeError,
 )
 from prodtype.serving.image_metadata import strip_metadata
+from prodtype.serving.shadow import ShadowScorer
 from prodtype.serving.storage import ImageStore, reference_lock, sniff_image_type
 
 log = logging.getLogger(__name__)
@@ -214,8 +215,10 @@ def create_prediction(
     submission: CheckedSubmission,
     user: User,
     k: int = 5,
+    shadow: ShadowScorer | None = None,
 ) -> Prediction:
-    """Predict with ``model`` and record its answer (and the image, written while the model runs)."""
+    """Predict with ``model`` and record its answer (and the image, written while the model runs); with
+    ``shadow``, the recorded product is also queued for the model in shadow (never waited for)."""
     written = _PHOTO_WRITES.submit(store.add, submission.image) if submission.image is not None else None
     try:
         result = model.predict(submission.designation, submission.description, submission.image, k=k)
@@ -225,7 +228,14 @@ def create_prediction(
         if isinstance(exc, ImageError):  # corrupt or truncated pixel data, found while decoding
             raise InvalidInputError(f"the image cannot be used: {exc}") from exc
         raise
-    return record_prediction(session, store, submission, result, model.version, user, written=written)
+    row = record_prediction(session, store, submission, result, model.version, user, written=written)
+    queue_for_shadow(shadow, row.id, submission)
+    return row
+
+
+def queue_for_shadow(shadow: ShadowScorer | None, prediction_id: int, submission: CheckedSubmission) -> None:
+    if shadow is not None:
+        shadow.submit(prediction_id, submission.designation, submission.description, submission.image)
 
 
 def record_prediction(

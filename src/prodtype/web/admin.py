@@ -7,6 +7,7 @@ form on the page with the status the API would give (:func:`prodtype.serving.err
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Annotated
@@ -14,23 +15,28 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from prodtype.config import Settings
 from prodtype.db.tables import Role, User
 from prodtype.loop import model_versions, retrain_jobs
 from prodtype.loop.champion import load_checked
 from prodtype.loop.deps import follower_of, registry_of
 from prodtype.loop.ledger import PromotionLedger
+from prodtype.loop.model_card import build_card
 from prodtype.loop.retrain import LoopContext, watermark
+from prodtype.loop.shadow import ShadowLedger, ShadowStatus, put_in_shadow, shadow_status
 from prodtype.loop.trigger import trigger_status
 from prodtype.serving import audit, users
 from prodtype.serving.deps import CatalogDep, SessionDep, SettingsDep
 from prodtype.serving.errors import InvalidInputError, NotFoundError, ServiceError, status_for
 from prodtype.serving.uploads import Paging, ascii_number, page_number
+from prodtype.web import markdown
 from prodtype.web.charts import compare_bars
 from prodtype.web.deps import PageAdmin
 from prodtype.web.i18n import category_namer, language, translator
 from prodtype.web.render import redirect, render
 from prodtype.web.session import CSRF_FIELD, CsrfError, check_csrf
 
+log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
 
 TextField = Annotated[str, Form()]
@@ -180,7 +186,12 @@ def _models(
     if chosen is None:  # by default the newest version that is not the champion
         chosen = next((v for v in versions if v is not champion), None)
     chart = None
+    card, card_error = None, None
     if chosen is not None:
+        try:
+            card = markdown.parse(build_card(registry_of(request), chosen.version, catalog).markdown)
+        except Exception as exc:  # a card that cannot be built must not take the page down
+            card_error = f"{type(exc).__name__}: {exc}"
         mine = _per_class(chosen.metrics)
         theirs = _per_class(champion.metrics) if champion is not None and champion is not chosen else {}
         if mine:
@@ -213,9 +224,28 @@ def _models(
         chart=chart,
         serving_version=serving,
         serving_model_version=request.app.state.model_holder.version,
+        card=card,
+        card_error=card_error,
+        shadow=_shadow(request),
         error=error,
         notice=notice,
     )
+
+
+def _shadow(request: Request) -> ShadowStatus | None:
+    settings: Settings = request.app.state.settings
+    try:
+        return shadow_status(
+            registry_of(request).model_name,
+            ShadowLedger(request.app.state.sessions),
+            request.app.state.sessions,
+            getattr(request.app.state, "shadow", None),
+            getattr(request.app.state, "shadow_follower", None),
+            settings.loop,
+        )
+    except Exception as exc:  # shown as missing figures, never a broken page
+        log.warning("could not read the shadow figures: %s", exc)
+        return None
 
 
 @router.get("/models")
@@ -305,6 +335,70 @@ def rollback_model(
     _changed(request, info.version)
     notice = _("Rolled back: version %(v)s is the champion again.") % {"v": info.version}
     return _models(request, catalog, admin, notice=notice)
+
+
+def _shadow_changed(request: Request, version: int | None = None) -> None:
+    follower = getattr(request.app.state, "shadow_follower", None)
+    if follower is not None:
+        follower.follow_now(retry=version)  # this process at once; the others at their next poll
+
+
+@router.post("/models/shadow/stop")
+def stop_shadow(
+    request: Request,
+    catalog: CatalogDep,
+    admin: PageAdmin,
+    csrf_token: CsrfField = "",
+) -> Response:
+    _ = translator(language(request))
+    try:
+        check_csrf(request, csrf_token)
+    except CsrfError as exc:
+        return _models(request, catalog, admin, "", 403, str(exc))
+    stopped = ShadowLedger(request.app.state.sessions).stop(
+        registry_of(request).model_name, actor=admin.username, reason=f"stopped by {admin.username}"
+    )
+    _shadow_changed(request)
+    if stopped is None:
+        return _models(request, catalog, admin, "", notice=_("No version was in shadow."))
+    return _models(
+        request, catalog, admin, "", notice=_("Version %(v)s no longer runs in shadow.") % {"v": stopped}
+    )
+
+
+@router.post("/models/{version}/shadow")
+def start_shadow(
+    version: str,
+    request: Request,
+    catalog: CatalogDep,
+    admin: PageAdmin,
+    reason: TextField = "",
+    csrf_token: CsrfField = "",
+) -> Response:
+    _ = translator(language(request))
+    codes = list(catalog.codes)
+    try:
+        check_csrf(request, csrf_token)
+        number = ascii_number(version, 9)
+        if number is None:
+            raise NotFoundError(f"no version {version[:20]!r}")
+        if len(reason.strip()) > MAX_REASON:
+            raise InvalidInputError(f"the reason is too long: at most {MAX_REASON} characters")
+        put_in_shadow(
+            registry_of(request),
+            ShadowLedger(request.app.state.sessions),
+            number,
+            actor=admin.username,
+            reason=reason.strip() or f"put in shadow by {admin.username}",
+            check=lambda path: load_checked(Path(path), codes),
+        )
+    except CsrfError as exc:
+        return _models(request, catalog, admin, version, 403, str(exc))
+    except ServiceError as exc:
+        return _models(request, catalog, admin, version, status_for(exc), str(exc))
+    _shadow_changed(request, number)
+    notice = _("Version %(v)s runs in shadow: each new prediction is also scored by it.") % {"v": number}
+    return _models(request, catalog, admin, version, notice=notice)
 
 
 # -- retraining ---------------------------------------------------------------------------------------

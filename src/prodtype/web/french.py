@@ -308,4 +308,47 @@ FRENCH: dict[str, str] = {
     "Why the model said so": "Pourquoi le modèle a dit cela",
     "alone:": "seule :",
     "or toward the runner-up": "ou vers le deuxième choix",
+    # shadow evaluation and the model card (models page)
+    "95 % interval": "intervalle à 95 %",
+    "A candidate is promoted only with at least %(n)s reviewed products answered in shadow and a live "
+    "accuracy at most %(d)s below the champion's on them.": (
+        "Un candidat n'est promu qu'avec au moins %(n)s produits relus auxquels il a répondu dans l'ombre, "
+        "et une exactitude en production inférieure d'au plus %(d)s à celle du champion sur ces produits."
+    ),
+    "Difference (paired)": "Différence (appariée)",
+    "Markdown": "Markdown",
+    "Model card of version %(v)s": "Fiche du modèle, version %(v)s",
+    "No reviewed product has an answer of version %(v)s yet.": (
+        "Aucun produit relu n'a encore de réponse de la version %(v)s."
+    ),
+    "No version runs in shadow. Put one there with its Shadow button.": (
+        "Aucune version ne tourne dans l'ombre. Mettez-en une avec son bouton Ombre."
+    ),
+    "No version was in shadow.": "Aucune version n'était dans l'ombre.",
+    "Promotion does not require live figures (PRODTYPE_PROMOTION_REQUIRE_LIVE is off).": (
+        "La promotion n'exige pas de chiffres en production (PRODTYPE_PROMOTION_REQUIRE_LIVE est désactivé)."
+    ),
+    "Reviewed products": "Produits relus",
+    "Right": "Justes",
+    "Score each new prediction with this version too, unseen": (
+        "Faire aussi classer chaque nouvelle prédiction par cette version, sans que cela se voie"
+    ),
+    "Shadow": "Ombre",
+    "Shadow evaluation on live traffic": "Évaluation dans l'ombre sur le trafic réel",
+    "Stop the shadow": "Arrêter l'ombre",
+    "The model card cannot be built now.": "La fiche du modèle ne peut pas être construite pour l'instant.",
+    "The shadow figures cannot be read now.": "Les chiffres de l'ombre sont illisibles pour l'instant.",
+    "This process: %(s)s scored, %(d)s dropped (queue full), %(f)s failed.": (
+        "Ce processus : %(s)s classés, %(d)s abandonnés (file pleine), %(f)s en échec."
+    ),
+    "Version %(v)s no longer runs in shadow.": "La version %(v)s ne tourne plus dans l'ombre.",
+    "Version %(v)s runs in shadow: each new prediction is also scored by it, off the request path, and "
+    "its answer recorded beside the champion's.": (
+        "La version %(v)s tourne dans l'ombre : chaque nouvelle prédiction est aussi classée par elle, hors "
+        "du chemin de la requête, et sa réponse enregistrée à côté de celle du champion."
+    ),
+    "Version %(v)s runs in shadow: each new prediction is also scored by it.": (
+        "La version %(v)s tourne dans l'ombre : chaque nouvelle prédiction est aussi classée par elle."
+    ),
+    "in shadow": "dans l'ombre",
 }

@@ -20,7 +20,7 @@ from prodtype.db.tables import Status, User
 from prodtype.ml.predictor import Predictor
 from prodtype.serving import login as login_service
 from prodtype.serving import predictions, reviews
-from prodtype.serving.deps import CatalogDep, SessionDep, SettingsDep, StoreDep, get_model
+from prodtype.serving.deps import CatalogDep, SessionDep, SettingsDep, ShadowDep, StoreDep, get_model
 from prodtype.serving.errors import (
     InvalidInputError,
     ModelUnavailableError,
@@ -147,6 +147,7 @@ def predict(
     store: StoreDep,
     settings: SettingsDep,
     model: ModelOrNone,
+    shadow: ShadowDep,
     designation: TextField = "",
     description: TextField = "",
     image: Annotated[UploadFile | None, File()] = None,
@@ -179,7 +180,9 @@ def predict(
         checked = predictions.check_submission(
             submission, settings.upload_limit_bytes, settings.max_image_pixels
         )
-        row = predictions.create_prediction(session, store, model, checked, user, k=settings.top_k)
+        row = predictions.create_prediction(
+            session, store, model, checked, user, k=settings.top_k, shadow=shadow
+        )
     except ServiceError as exc:
         return again(str(exc), status_for(exc))
     return redirect(f"/predictions/{row.id}")

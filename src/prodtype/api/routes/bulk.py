@@ -17,7 +17,7 @@ from prodtype.api.errors import status_for
 from prodtype.api.schemas import ErrorPublic, PredictionPublic, _Request
 from prodtype.config import Settings
 from prodtype.serving.bulk import BulkLimits, create_predictions
-from prodtype.serving.deps import CatalogDep, ModelDep, SessionDep, SettingsDep, StoreDep
+from prodtype.serving.deps import CatalogDep, ModelDep, SessionDep, SettingsDep, ShadowDep, StoreDep
 from prodtype.serving.errors import (
     InvalidInputError,
     PayloadTooLargeError,
@@ -153,6 +153,7 @@ async def create_predictions_bulk(
     store: StoreDep,
     settings: SettingsDep,
     catalog: CatalogDep,
+    shadow: ShadowDep,
 ) -> BulkPredictionsPublic:
     """Predict and record up to ``PRODTYPE_BULK_MAX_ITEMS`` products (JSON array of {designation,
     description, image_base64}, or multipart with an ``items`` JSON part naming each photo's part). Every
@@ -171,7 +172,7 @@ async def create_predictions_bulk(
             f"items part; the request's content type is {content_type or 'none'!r}"
         )
     limits = BulkLimits(settings.upload_limit_bytes, settings.max_image_pixels, settings.top_k)
-    outcomes = await run_in_threadpool(create_predictions, session, store, model, items, user, limits)
+    outcomes = await run_in_threadpool(create_predictions, session, store, model, items, user, limits, shadow)
     data = [
         BulkItemPublic(index=o.index, status=201, prediction=PredictionPublic.from_row(o.prediction, catalog))
         if o.prediction is not None

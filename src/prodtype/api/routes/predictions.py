@@ -24,7 +24,7 @@ from prodtype.api.schemas import (
 from prodtype.db.tables import Status
 from prodtype.ml.predictor import Predictor
 from prodtype.serving import explanations, predictions, reviews
-from prodtype.serving.deps import CatalogDep, ModelDep, SessionDep, SettingsDep, StoreDep
+from prodtype.serving.deps import CatalogDep, ModelDep, SessionDep, SettingsDep, ShadowDep, StoreDep
 from prodtype.serving.predictions import PredictionFilter, SortKey, Submission
 from prodtype.serving.uploads import image_response, read_upload
 
@@ -62,6 +62,7 @@ def create_prediction(
     store: StoreDep,
     settings: SettingsDep,
     catalog: CatalogDep,
+    shadow: ShadowDep,
     designation: Annotated[str, Form(description="The product title")],
     description: Annotated[str, Form(description="The product description (HTML allowed)")] = "",
     image: Annotated[UploadFile | None, File(description="A photo of the product (JPEG, PNG, WebP)")] = None,
@@ -70,7 +71,7 @@ def create_prediction(
     data, content_type = read_upload(image, settings.upload_limit_bytes)
     submission = Submission(designation, description, data, content_type)
     checked = predictions.check_submission(submission, settings.upload_limit_bytes, settings.max_image_pixels)
-    row = predictions.create_prediction(session, store, model, checked, user, k=settings.top_k)
+    row = predictions.create_prediction(session, store, model, checked, user, k=settings.top_k, shadow=shadow)
     response.headers["Location"] = f"{API_PREFIX}{router.prefix}/{row.id}"
     return PredictionPublic.from_row(row, catalog)
 
