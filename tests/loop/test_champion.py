@@ -20,7 +20,7 @@ from prodtype.ml.predictor import PredictorWrapper
 from prodtype.serving import predictions
 from prodtype.serving.explanations import explain_prediction
 from prodtype.serving.model_holder import ModelHolder, load_model
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.storage import LocalImageStore
 from service_support.waiting import until
 
 KNOWN = [*PAIRS["a"], *PAIRS["b"]]  # the product types this service knows (c's are not among them)
@@ -141,7 +141,7 @@ def test_the_followed_champion_explains_its_predictions(
     holder = ModelHolder()
     assert ChampionFollower(holder, registry, loop_settings, known_codes=KNOWN).check_now()
     served = holder.get()
-    store = ImageStore(settings.images_dir)
+    store = LocalImageStore(settings.images_dir)
     with sessions() as session:
         carl = session.scalars(select(User).where(User.username == "carl")).one()
         submission = predictions.check_submission(

@@ -32,7 +32,7 @@ from prodtype.db.tables import (
 )
 from prodtype.serving.bulk_jobs import ORPHAN_FILE_AGE, BulkWorker, clean_old_jobs, zip_path
 from prodtype.serving.errors import InvalidInputError, ModelUnavailableError
-from prodtype.serving.storage import ImageStore
+from prodtype.serving.storage import LocalImageStore
 from service_support.waiting import until
 
 NOW = utcnow()
@@ -174,7 +174,7 @@ def test_the_worker_cleans_when_it_starts(session: Session, settings: Settings, 
     def no_model() -> object:
         raise ModelUnavailableError("no model in this test")
 
-    worker = BulkWorker(sessions, settings, ImageStore(settings.images_dir), no_model, poll_seconds=0.05)  # type: ignore[arg-type]
+    worker = BulkWorker(sessions, settings, LocalImageStore(settings.images_dir), no_model, poll_seconds=0.05)  # type: ignore[arg-type]
     worker.start()
     try:
         until(lambda: old not in job_ids(session), timeout=30, message="the worker did not clean")
