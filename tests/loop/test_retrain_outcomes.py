@@ -34,6 +34,7 @@ def test_a_failing_step_is_recorded_and_the_check_step_records_nothing(
     assert outcomes.last_run == "nightly-1"
 
 
+@both_databases
 def test_a_failed_api_job_is_recorded(settings: Settings, sessions: sessionmaker[Session]) -> None:
     settings = settings.model_copy(update={"data_dir": settings.storage_dir / "no-data-here"})
     job = retrain_jobs.start_job(settings, "admin")
@@ -48,6 +49,7 @@ def test_a_failed_api_job_is_recorded(settings: Settings, sessions: sessionmaker
     assert outcomes.last_outcome == "failed" and outcomes.last_run == job.id
 
 
+@both_databases
 def test_a_killed_api_job_is_recorded_by_the_reaper(
     settings: Settings, sessions: sessionmaker[Session]
 ) -> None:

@@ -25,7 +25,7 @@ from prodtype.loop.shadow import (
 )
 from prodtype.serving.errors import ConflictError, NotFoundError
 from prodtype.serving.model_holder import load_model
-from prodtype.serving.shadow import ShadowScorer
+from prodtype.serving.shadow import QuietGate, ShadowScorer
 from service_support.databases import both_databases
 
 from .test_promotion import result, rules
@@ -185,6 +185,40 @@ def test_shadow_answers_go_with_their_prediction_and_a_deleted_one_is_a_failure_
         session.delete(session.get(Prediction, kept))
         session.commit()
         assert session.scalars(select(ShadowPrediction)).all() == []  # cascaded with its prediction
+
+
+def test_the_scorer_waits_while_a_request_is_in_flight_and_scores_after_it(
+    sessions: sessionmaker[Session], tiny_bundles: dict[str, Path]
+) -> None:
+    gate = QuietGate(quiet_seconds=0.01)
+    scorer = ShadowScorer(sessions, gate=gate)
+    scorer.install(load_model(tiny_bundles["a"], threads=1), 3)
+    with sessions() as session:
+        pid = _prediction(session, 2583, None)
+    scorer.start()
+    try:
+        gate.enter()  # a request is being answered: the shadow must leave it the CPU
+        assert scorer.submit(pid, "Piscine", "", None)
+        assert not scorer.wait_idle(1.0) and scorer.scored == 0
+        gate.leave()
+        assert scorer.wait_idle(60) and scorer.scored == 1
+    finally:
+        scorer.stop()
+
+
+def test_stopping_scores_what_was_accepted_even_under_load(
+    sessions: sessionmaker[Session], tiny_bundles: dict[str, Path]
+) -> None:
+    gate = QuietGate()
+    scorer = ShadowScorer(sessions, gate=gate)
+    scorer.install(load_model(tiny_bundles["a"], threads=1), 3)
+    with sessions() as session:
+        pid = _prediction(session, 2583, None)
+    gate.enter()  # never quiet again
+    scorer.start()
+    assert scorer.submit(pid, "Piscine", "", None)
+    scorer.stop()  # does not wait for a quiet moment that will not come
+    assert scorer.scored == 1
 
 
 def test_put_in_shadow_refuses_the_champion_and_unknown_versions(

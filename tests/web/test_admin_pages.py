@@ -132,10 +132,15 @@ def test_retrain_page_shows_the_trigger_and_jobs_and_refuses_a_second_retrain(
     assert page.status_code == 200 and 'id="no-jobs"' in page.text
     assert re.search(r'id="new-reviews">0<', page.text)
     job_id = "20261202101500abcdef12"
+    log = settings.storage_dir / "job.log"
+    log.write_text("fold 2 of 5 <done>\n")
     with retrain_lock(settings, "test"):
-        update_job(settings, job_id, id=job_id, status="running", step="train", requested_by="admin")
+        update_job(
+            settings, job_id, id=job_id, status="running", step="train", requested_by="admin", log=str(log)
+        )
         page = client.get("/retrain").text
         assert f'data-poll="/retrain/jobs/{job_id}"' in page and 'id="job-step">train<' in page
+        assert "fold 2 of 5 &lt;done&gt;" in page  # the end of the job's log, escaped
         assert 'id="retrain-button" disabled' in page
         record = client.get(f"/retrain/jobs/{job_id}").json()
         assert (record["status"], record["step"]) == ("running", "train")

@@ -151,22 +151,29 @@ def _run_job(ctx: Any, job_id: str, force: bool, shuffle_labels: bool) -> None:
 
     settings = ctx.settings
     try:
-        with retrain_jobs.retrain_lock(settings, f"job {job_id}"):
-            run_dir = retrain.new_run_dir(ctx, f"job-{job_id}")
-            retrain_jobs.update_job(settings, job_id, run_dir=str(run_dir), step="check")
-            with recorded(ctx.sessions, job_id) as outcome:
-                result = retrain.run_all(
-                    ctx,
-                    force=force,
-                    run_dir=run_dir,
-                    shuffle_labels=shuffle_labels,
-                    on_step=lambda s: retrain_jobs.update_job(settings, job_id, step=s),
-                )
-                outcome.final = result.retrained
-    except BaseException as exc:
-        retrain_jobs.update_job(settings, job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    retrain_jobs.update_job(settings, job_id, status="succeeded", step="done", result=result)
+        # The record's end is written while the lock is still held: with PostgreSQL, a running job whose
+        # lock is free is taken for dead.
+        with retrain_jobs.job_lock(settings, job_id):
+            try:
+                run_dir = retrain.new_run_dir(ctx, f"job-{job_id}")
+                retrain_jobs.update_job(settings, job_id, run_dir=str(run_dir), step="check")
+                with recorded(ctx.sessions, job_id) as outcome:
+                    result = retrain.run_all(
+                        ctx,
+                        force=force,
+                        run_dir=run_dir,
+                        shuffle_labels=shuffle_labels,
+                        on_step=lambda s: retrain_jobs.update_job(settings, job_id, step=s),
+                    )
+                    outcome.final = result.retrained
+            except BaseException as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                retrain_jobs.update_job(settings, job_id, status="failed", error=error)
+                raise
+            retrain_jobs.update_job(settings, job_id, status="succeeded", step="done", result=result)
+    except retrain_jobs.RetrainBusyError as exc:  # only from taking the lock: the run's own are recorded
+        err.print(f"error: {exc}")
+        raise typer.Exit(retrain_jobs.BUSY_EXIT) from None
     _print_json(result.printed())
 
 

@@ -245,6 +245,32 @@ class BulkJobRow(Base):
     reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
+class RetrainJob(Base):
+    """A retrain started through the API or the retrain page, when the database is PostgreSQL
+    (:mod:`prodtype.loop.retrain_jobs`; with SQLite the records are JSON files on the one machine). Any
+    replica reads it: the log file stays on the machine that ran the job, its tail is copied here."""
+
+    __tablename__ = "retrain_jobs"
+    __table_args__ = (CheckConstraint("status IN ('running', 'succeeded', 'failed')", name="status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # UTC start time + random: sorts by age
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    step: Mapped[str | None] = mapped_column(String(32), default=None)
+    requested_by: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    host: Mapped[str | None] = mapped_column(String(255), default=None)  # the machine that runs it
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)  # its process there
+    # The PostgreSQL backend pid of the connection holding the retrain's advisory lock: while it holds
+    # the lock the job is alive; a running job whose lock is gone died without writing its end.
+    lock_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    log: Mapped[str | None] = mapped_column(Text, default=None)  # the log file's path on ``host``
+    log_tail: Mapped[str | None] = mapped_column(Text, default=None)
+    run_dir: Mapped[str | None] = mapped_column(Text, default=None)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
 class ModelShadow(Base):
     """Which registered version runs in shadow beside the champion, chosen through prodtype (an admin, or the
     retrain job): the last row of a model says it (``start`` a version, or ``stop``). Kept here rather than

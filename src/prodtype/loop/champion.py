@@ -21,6 +21,7 @@ from typing import Any
 
 from prodtype.config import LoopSettings
 from prodtype.loop.ledger import RecordedChampion, manifest_digest
+from prodtype.loop.polling import Poller
 from prodtype.loop.registry import CHAMPION, Registry
 from prodtype.ml.predictor import Prediction, Predictor, ProductInput
 from prodtype.serving.model_holder import ModelHolder, load_model
@@ -93,7 +94,10 @@ def load_checked(path: Path, known_codes: Collection[int] | None = None) -> Pred
     return predictor
 
 
-class ChampionFollower:
+class ChampionFollower(Poller):
+    name = "champion-follower"
+    following = "the champion"
+
     """Follows the champion. With ``recorded`` (the service always passes it: prodtype's own record of
     its promotions, see :mod:`prodtype.loop.ledger`), the version served is the one prodtype
     recorded, and only if its bundle's manifest is the one recorded; an alias that points elsewhere (moved
@@ -110,6 +114,7 @@ class ChampionFollower:
         loader: Callable[[Path], Predictor] = load_model,
         recorded: Callable[[], RecordedChampion | None] | None = None,
     ) -> None:
+        super().__init__()
         self.holder = holder
         self.registry = registry
         self.loop = loop
@@ -120,11 +125,7 @@ class ChampionFollower:
         self.refused: dict[int, str] = {}
         self.untrusted_alias: dict[str, Any] | None = None
         self.last_check: float | None = None
-        self.last_error: str | None = None
         self._check_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def check_now(self) -> bool:
         """Follow the alias once; True when another model was installed."""
@@ -180,31 +181,8 @@ class ChampionFollower:
     def allow_retry(self, version: int) -> None:
         self.refused.pop(version, None)
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.check_now()
-                self.last_error = None
-            except Exception as exc:  # a registry that is briefly unreachable must not stop the thread
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("could not follow the champion: %s", exc)
-            self._wake.wait(self.loop.champion_poll_seconds)
-            self._wake.clear()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="champion-follower", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+    def interval(self) -> float:
+        return self.loop.champion_poll_seconds
 
     def status(self) -> dict[str, Any]:
         refused = {str(k): v for k, v in self.refused.items()}
@@ -212,7 +190,7 @@ class ChampionFollower:
         if untrusted is not None and untrusted["alias"] is not None:
             refused.setdefault(str(untrusted["alias"]), untrusted["detail"])
         return {
-            "following": self._thread is not None,
+            "following": self.running,
             "serving_version": self.serving_version,
             "refused": refused,
             "untrusted_alias": untrusted,

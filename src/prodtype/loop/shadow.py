@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from prodtype.config import LoopSettings
 from prodtype.db.tables import AuditEvent, ModelShadow, Prediction, ShadowPrediction, Status
 from prodtype.loop.ledger import manifest_digest
+from prodtype.loop.polling import Poller
 from prodtype.loop.registry import CHAMPION, Registry, RegistryError, UnknownVersionError
 from prodtype.ml.predictor import Predictor
 from prodtype.serving.errors import ConflictError, InvalidInputError, NotFoundError
@@ -260,9 +261,12 @@ def live_comparison(sessions: sessionmaker[Session], version: int) -> LiveCompar
 # -- each serving process follows the record ---------------------------------------------------------------
 
 
-class ShadowFollower:
+class ShadowFollower(Poller):
     """Installs the recorded shadow version in ``scorer`` (after checking its manifest is the one recorded
     and that it answers), and removes it when the shadow is stopped. Polled like the champion."""
+
+    name = "shadow-follower"
+    following = "the shadow version"
 
     def __init__(
         self,
@@ -274,6 +278,7 @@ class ShadowFollower:
         poll_seconds: float,
         known_codes: Collection[int] | None = None,
     ) -> None:
+        super().__init__()
         self.scorer = scorer
         self.registry = registry
         self.ledger = ledger
@@ -281,11 +286,7 @@ class ShadowFollower:
         self.poll_seconds = poll_seconds
         self.known_codes = known_codes
         self.refused: dict[int, str] = {}
-        self.last_error: str | None = None
         self._check_lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def check_now(self) -> bool:
         """Follow the record once; True when the shadow model changed."""
@@ -322,40 +323,10 @@ class ShadowFollower:
         kept in :attr:`last_error` and logged, never raised to the admin who made the change."""
         if retry is not None:
             self.refused.pop(retry, None)
-        try:
-            self.check_now()
-            self.last_error = None
-        except Exception as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("could not follow the shadow version: %s", exc)
+        self.check_logged()
 
-    def wake(self, retry: int | None = None) -> None:
-        if retry is not None:
-            self.refused.pop(retry, None)
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.check_now()
-                self.last_error = None
-            except Exception as exc:  # the database or the registry briefly unreachable
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("could not follow the shadow version: %s", exc)
-            self._wake.wait(self.poll_seconds)
-            self._wake.clear()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="shadow-follower", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+    def interval(self) -> float:
+        return self.poll_seconds
 
 
 # -- what people see ----------------------------------------------------------------------------------------

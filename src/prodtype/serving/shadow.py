@@ -4,7 +4,11 @@ The request that made the prediction only puts the product on a bounded queue (`
 wait); one background thread takes it from there, asks the shadow model, and records its answer in
 ``shadow_predictions`` beside the served model's. When the queue is full the product is dropped and
 counted (:attr:`ShadowScorer.dropped`): a shadow that cannot keep up loses samples, it never slows the
-answers. Which version runs in shadow is decided elsewhere (:mod:`prodtype.loop.shadow` installs it).
+answers. The thread also waits for a quiet moment (:class:`QuietGate`: no request in flight in this
+process for a few milliseconds) before each product, so that it uses the CPU the answers leave idle instead
+of competing with them: under sustained load the queue fills and products are dropped (counted), the
+answers keep their latency. Which version runs in shadow is decided elsewhere (:mod:`prodtype.loop.shadow`
+installs it).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +30,72 @@ from prodtype.ml.predictor import Predictor
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 256
+# How long no request must have been in flight before the shadow takes the CPU for one product.
+QUIET_SECONDS = 0.02
+
+Scope = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class QuietGate:
+    """Requests in flight in this process, and a wait for a moment without any (the shadow's turn)."""
+
+    def __init__(self, quiet_seconds: float = QUIET_SECONDS) -> None:
+        self.quiet_seconds = quiet_seconds
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._last_end = 0.0
+
+    def enter(self) -> None:
+        with self._cond:
+            self._in_flight += 1
+
+    def leave(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._last_end = time.monotonic()
+            self._cond.notify_all()
+
+    @property
+    def in_flight(self) -> int:
+        with self._cond:
+            return self._in_flight
+
+    @property
+    def last_end(self) -> float:
+        """``time.monotonic()`` when the last request ended (0 before the first)."""
+        with self._cond:
+            return self._last_end
+
+    def wait_quiet(self, stop: threading.Event | None = None) -> None:
+        """Return once no request has been in flight for ``quiet_seconds`` (or when ``stop`` is set)."""
+        with self._cond:
+            while stop is None or not stop.is_set():
+                if self._in_flight:
+                    self._cond.wait(0.5)  # woken by the request's end
+                    continue
+                left = self._last_end + self.quiet_seconds - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
+
+
+class CountRequests:
+    """ASGI middleware: every HTTP request is in flight on ``gate`` from its start to its last byte."""
+
+    def __init__(self, app: ASGIApp, gate: QuietGate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self.gate.enter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gate.leave()
 
 
 @dataclass(frozen=True)
@@ -56,8 +127,12 @@ class ShadowScorer:
         sessions: sessionmaker[Session],
         maxsize: int = DEFAULT_QUEUE_SIZE,
         on_outcome: Callable[[str], object] | None = None,
+        gate: QuietGate | None = None,
     ) -> None:
         self.sessions = sessions
+        # None: score at once (tests of the queue itself); the app passes the gate its requests go through
+        self.gate = gate
+        self._stopping = threading.Event()
         # told "scored", "dropped" or "failed" for each product (the /metrics counter)
         self.on_outcome = on_outcome
         self.maxsize = maxsize
@@ -146,6 +221,8 @@ class ShadowScorer:
             task = self._queue.get()
             if task is None:
                 return
+            if self.gate is not None:
+                self.gate.wait_quiet(self._stopping)
             try:
                 self._score(task)
             except Exception as exc:  # one bad product or a database hiccup must not stop the thread
@@ -164,9 +241,11 @@ class ShadowScorer:
 
     def stop(self) -> None:
         if self._thread is not None:
+            self._stopping.set()  # no more waiting for quiet moments: what is left is scored now
             self._queue.put(None)  # after what is queued: a clean stop scores what it accepted
             self._thread.join(timeout=30)
             self._thread = None
+            self._stopping.clear()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Wait until every accepted product is scored (benchmarks, shutdown); False on timeout."""

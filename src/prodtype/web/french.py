@@ -257,6 +257,7 @@ FRENCH: dict[str, str] = {
     "By": "Par",
     "Started": "Lancé",
     "Outcome": "Résultat",
+    "End of the log": "Fin du journal",
     # -- bulk classification
     "Bulk classification": "Classement en masse",
     "Upload a CSV in the challenge's X format, with a zip of the photos if you have them: every product is "
