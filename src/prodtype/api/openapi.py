@@ -71,7 +71,8 @@ def document_errors(app: FastAPI, schema: dict[str, Any]) -> dict[str, Any]:
                 continue
             responses = operation.setdefault("responses", {})
             signed_in, role = _needs(route)
-            has_body = method in _BODY_METHODS
+            # a DELETE may take a body too (e.g. the reason of DELETE /models/shadow)
+            has_body = method in _BODY_METHODS or "requestBody" in operation
             if signed_in or (has_body and path not in PUBLIC_WITH_BODY):
                 _ensure(responses, 401)
             if role:
