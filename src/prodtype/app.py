@@ -46,7 +46,7 @@ from prodtype.serving.batching import MicroBatcher
 from prodtype.serving.bulk_jobs import BulkWorker
 from prodtype.serving.metrics import install_metrics, instrument
 from prodtype.serving.model_holder import ModelHolder, find_model, load_shadow, load_warm
-from prodtype.serving.shadow import CountRequests, QuietGate, ShadowScorer
+from prodtype.serving.shadow import QuietGate, ShadowScorer
 from prodtype.serving.storage import open_image_store
 from prodtype.serving.throttle import LoginThrottle, make_storage
 from prodtype.web.guards import LoginBeforeForm
@@ -118,10 +118,6 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         },
     )
     app.add_middleware(NoSniff)
-    # Requests in flight: the shadow scorer waits for moments without any, so that it never competes with
-    # an answer for the CPU. Outermost, so that a request counts from its first byte to its last.
-    gate = QuietGate()
-    app.add_middleware(CountRequests, gate=gate)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_sessionmaker(engine)
@@ -135,7 +131,12 @@ def create_app(settings: Settings | None = None, *, model_holder: ModelHolder | 
         app.state.sessions, settings, app.state.store, lambda: instrument(app, holder.get())
     )
     # The model in shadow (none until one is put there): scored off the request path, see serving/shadow.py.
-    app.state.shadow = ShadowScorer(app.state.sessions, settings.loop.shadow_queue_size, gate=gate)
+    # It waits for moments when the served model computes no answer (serving/deps.py get_model holds the
+    # gate), so that it never competes with an answer for the CPU.
+    app.state.shadow_gate = QuietGate()
+    app.state.shadow = ShadowScorer(
+        app.state.sessions, settings.loop.shadow_queue_size, gate=app.state.shadow_gate
+    )
     app.state.bulk_worker.shadow = app.state.shadow
     app.state.login_throttle = LoginThrottle(
         make_storage(settings.rate_limit_storage, engine),

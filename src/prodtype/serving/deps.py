@@ -20,7 +20,7 @@ from prodtype.ml.predictor import Predictor
 from prodtype.serving.batching import BatchedPredictor
 from prodtype.serving.metrics import instrument
 from prodtype.serving.model_holder import ModelHolder
-from prodtype.serving.shadow import ShadowScorer
+from prodtype.serving.shadow import Gated, QuietGate, ShadowScorer
 from prodtype.serving.storage import ImageStore
 
 
@@ -45,10 +45,12 @@ async def get_store(request: Request) -> ImageStore:
 
 
 async def get_model(request: Request) -> Predictor:
-    """The served model: single predictions are batched with concurrent ones, and counted and timed for
-    /metrics."""
+    """The served model: single predictions are batched with concurrent ones, counted and timed for
+    /metrics, and hold the shadow scorer's gate while they compute (see serving/shadow.py)."""
     holder: ModelHolder = request.app.state.model_holder
-    return instrument(request.app, BatchedPredictor(holder.get(), request.app.state.batcher))
+    model = instrument(request.app, BatchedPredictor(holder.get(), request.app.state.batcher))
+    gate: QuietGate | None = getattr(request.app.state, "shadow_gate", None)
+    return model if gate is None else Gated(model, gate)
 
 
 async def get_shadow(request: Request) -> ShadowScorer | None:

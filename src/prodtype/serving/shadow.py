@@ -4,11 +4,11 @@ The request that made the prediction only puts the product on a bounded queue (`
 wait); one background thread takes it from there, asks the shadow model, and records its answer in
 ``shadow_predictions`` beside the served model's. When the queue is full the product is dropped and
 counted (:attr:`ShadowScorer.dropped`): a shadow that cannot keep up loses samples, it never slows the
-answers. The thread also waits for a quiet moment (:class:`QuietGate`: no request in flight in this
-process for a few milliseconds) before each product, so that it uses the CPU the answers leave idle instead
-of competing with them: under sustained load the queue fills and products are dropped (counted), the
-answers keep their latency. Which version runs in shadow is decided elsewhere (:mod:`prodtype.loop.shadow`
-installs it).
+answers. The thread also waits for a quiet moment (:class:`QuietGate`: no answer computed by the served
+model in this process for a few milliseconds; :class:`Gated` holds the gate while it computes one) before
+each product, so that it uses the CPU the answers leave idle instead of competing with them: under
+sustained load the queue fills and products are dropped (counted), the answers keep their latency.
+Which version runs in shadow is decided elsewhere (:mod:`prodtype.loop.shadow` installs it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,26 +26,31 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from prodtype.db.tables import ShadowPrediction
-from prodtype.ml.predictor import Predictor
+from prodtype.ml.predictor import Prediction, Predictor, PredictorWrapper, ProductInput
 
 log = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 256
-# How long no request must have been in flight before the shadow takes the CPU for one product.
+# How long no answer must have been computed before the shadow takes the CPU for one product.
 QUIET_SECONDS = 0.02
-
-Scope = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
 
 class QuietGate:
-    """Requests in flight in this process, and a wait for a moment without any (the shadow's turn)."""
+    """Answers being computed in this process, and a wait for a moment without any (the shadow's turn)."""
 
     def __init__(self, quiet_seconds: float = QUIET_SECONDS) -> None:
         self.quiet_seconds = quiet_seconds
         self._cond = threading.Condition()
         self._in_flight = 0
         self._last_end = 0.0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.enter()
+        try:
+            yield
+        finally:
+            self.leave()
 
     def enter(self) -> None:
         with self._cond:
@@ -80,22 +86,29 @@ class QuietGate:
                 self._cond.wait(left)
 
 
-class CountRequests:
-    """ASGI middleware: every HTTP request is in flight on ``gate`` from its start to its last byte."""
+class Gated(PredictorWrapper):
+    """The served model, holding ``gate`` while it computes an answer: the shadow scorer waits for the gate
+    to be quiet, so it never takes the CPU from an answer being computed. Cheap requests (status polls,
+    pages, /metrics) do not hold it, so they cannot starve the shadow."""
 
-    def __init__(self, app: ASGIApp, gate: QuietGate) -> None:
-        self.app = app
-        self.gate = gate
+    def __init__(self, inner: Predictor, gate: QuietGate) -> None:
+        super().__init__(inner)
+        self._gate = gate
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        self.gate.enter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.gate.leave()
+    def predict(
+        self, designation: str, description: str = "", image: bytes | None = None, k: int = 5
+    ) -> Prediction:
+        with self._gate.held():
+            return self._inner.predict(designation, description, image, k=k)
+
+    def predict_many(self, products: list[ProductInput], k: int = 5) -> list[Prediction]:
+        with self._gate.held():
+            return self._inner.predict_many(products, k)
+
+    def predict_prepared(self, items: list[Any], k: int = 5) -> list[Prediction]:
+        with self._gate.held():
+            result: list[Prediction] = self._inner.predict_prepared(items, k)  # type: ignore[attr-defined]
+            return result
 
 
 @dataclass(frozen=True)
