@@ -11,13 +11,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from prodtype.ml.feature_store import STORE_FILE, FeatureStore, migrate_legacy
+from service_support.waiting import until
 
 DIM = 64
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -138,10 +138,8 @@ def test_a_writer_killed_mid_way_leaves_a_consistent_store(tmp_path: Path) -> No
     FeatureStore(tmp_path, "ns", DIM).close()
     writer = _python(WRITER, tmp_path, 0, 10_000_000, 100)
     assert writer.stdout is not None and writer.stdout.readline().strip() == "ready"
-    deadline = time.monotonic() + 60
     with FeatureStore(tmp_path, "ns", DIM) as store:
-        while len(store) < 2000 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        until(lambda: len(store) >= 2000, 60, "the writer did not write 2,000 vectors", every=0.05)
     writer.send_signal(signal.SIGKILL)
     writer.wait(timeout=30)
     conn = sqlite3.connect(tmp_path / STORE_FILE)

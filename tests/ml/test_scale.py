@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from prodtype.ml.feature_store import STORE_FILE
 from prodtype.ml.image import ImageEncoder
 from prodtype.ml.parallel import run_lanes
 from prodtype.ml.train import TrainConfig, fit_model
+from service_support.waiting import until
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -123,17 +123,18 @@ def test_training_killed_mid_way_leaves_no_bundle_and_a_consistent_cache(
         stderr=subprocess.DEVNULL,
     )
     store = cache / "image-features" / STORE_FILE
-    deadline = time.monotonic() + 240
-    count = 0
+
+    def cached() -> int:
+        if not store.is_file():
+            return 0
+        with sqlite3.connect(store, timeout=30) as conn:
+            count: int = conn.execute("SELECT count(*) FROM features").fetchone()[0]
+        return count
+
     try:
-        while time.monotonic() < deadline and proc.poll() is None:  # wait until photos are being cached
-            if store.is_file():
-                with sqlite3.connect(store, timeout=30) as conn:
-                    count = conn.execute("SELECT count(*) FROM features").fetchone()[0]
-                if count >= 64:
-                    break
-            time.sleep(0.2)
-        assert proc.poll() is None and count >= 64, "the training ended or never cached a photo"
+        # wait until photos are being cached (or the training ended, which the assert below refuses)
+        until(lambda: proc.poll() is not None or cached() >= 64, 240, "no photo was cached", every=0.2)
+        assert proc.poll() is None and cached() >= 64, "the training ended or never cached a photo"
         proc.send_signal(sig)
         assert proc.wait(timeout=60) != 0
     finally:
