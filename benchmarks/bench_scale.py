@@ -5,8 +5,9 @@ Builds a synthetic data set in the challenge layout from the development sample,
 - **cold training**: ``prodtype train`` on N products with an empty feature cache (a new user's first run):
   wall time, the time of each stage (from the bundle's training report) and the peak resident memory of the
   training process (``wait4``'s ``ru_maxrss``);
-- **warm retraining**: ``prodtype train`` on the same N products plus 2,000 new ones, on the caches the cold
-  run left (what a retrain with reviewers' corrections does);
+- **warm retraining**: ``prodtype train --warm-from <the cold model>`` on the same N products plus 2,000 new
+  ones, on the caches the cold run left: what a retrain with reviewers' corrections does (``auto``: warm from
+  20,000 products, full below; the mode is in the table); ``--full-retrain`` also times it in full;
 - **bulk prediction**: ``prodtype predict-batch`` on ``--predict`` unseen products with their photos and an
   empty cache: products per second.
 
@@ -152,7 +153,12 @@ def run_measured(args: list[str], env: dict[str, str], log: Path) -> tuple[float
 
 
 def measure(
-    n: int, products: pd.DataFrame, work: Path, predict_n: int, env: dict[str, str]
+    n: int,
+    products: pd.DataFrame,
+    work: Path,
+    predict_n: int,
+    env: dict[str, str],
+    full_retrain: bool = False,
 ) -> dict[str, Any]:
     images = work.parent / "image_train"
     cli = [sys.executable, "-c", "from prodtype.cli import app; app()"]
@@ -167,12 +173,24 @@ def measure(
     )  # fmt: skip
     report = json.loads((folder / "cold" / "training_report.json").read_text())
     x, y = write_split(products.iloc[: n + RETRAIN_NEW], folder, "warm")
+    retrain = [*cli, "train", "--x", str(x), "--y", str(y), "--images", str(images),
+               "--cache-dir", str(cache), "--overwrite"]  # fmt: skip
+    # what the loop does by default: start from the model it replaces (TrainConfig.retrain="auto")
     warm_s, warm_mb = run_measured(
-        [*cli, "train", "--x", str(x), "--y", str(y), "--images", str(images), "--out", str(folder / "warm"),
-         "--cache-dir", str(cache), "--overwrite"],
-        env, folder / "warm.log",
-    )  # fmt: skip
+        [*retrain, "--out", str(folder / "warm"), "--warm-from", str(folder / "cold")],
+        env,
+        folder / "warm.log",
+    )
     warm_report = json.loads((folder / "warm" / "training_report.json").read_text())
+    full: dict[str, Any] = {}
+    if full_retrain:  # the same retrain in full, for comparison
+        full_s, full_mb = run_measured([*retrain, "--out", str(folder / "full")], env, folder / "full.log")
+        full_report = json.loads((folder / "full" / "training_report.json").read_text())
+        full = {
+            "full_retrain_s": round(full_s, 1),
+            "full_retrain_peak_mb": round(full_mb),
+            "full_retrain_stages_s": {k: full_report["timings_s"].get(k, 0.0) for k in STAGES},
+        }
     start = n + RETRAIN_NEW
     x, _ = write_split(products.iloc[start : start + predict_n], folder, "predict")
     pred_s, pred_mb = run_measured(
@@ -191,6 +209,8 @@ def measure(
         "warm_s": round(warm_s, 1),
         "warm_peak_mb": round(warm_mb),
         "warm_stages_s": {k: warm_report["timings_s"].get(k, 0.0) for k in STAGES},
+        "warm_mode": warm_report.get("retrain", {}).get("mode", "full"),
+        **full,
         "predict_n": predict_n,
         "predict_s": round(pred_s, 1),
         "predict_per_s": round(predict_n / pred_s, 1),
@@ -223,17 +243,20 @@ def extrapolate(results: list[dict[str, Any]], target: int) -> dict[str, Any]:
 
 
 def print_table(results: list[dict[str, Any]], extra: dict[str, Any] | None) -> str:
-    head = ["N", "cold s", *STAGES, "peak MB", "warm +2k s", "predict/s", "OOF wF1", "load"]
+    head = ["N", "cold s", *STAGES, "peak MB", "retrain +2k s (mode)", "full retrain s", "predict/s",
+            "OOF wF1", "load"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         cells = [f"{r['n']:,}", f"{r['cold_s']:.0f}", *(f"{r['stages_s'][s]:.1f}" for s in STAGES)]
-        cells += [f"{r['cold_peak_mb']:,}", f"{r['warm_s']:.0f}", f"{r['predict_per_s']:.0f}"]
+        full = f"{r['full_retrain_s']:.0f}" if "full_retrain_s" in r else ""
+        cells += [f"{r['cold_peak_mb']:,}", f"{r['warm_s']:.0f} ({r.get('warm_mode', 'full')})", full]
+        cells += [f"{r['predict_per_s']:.0f}"]
         cells += [f"{r['oof_weighted_f1']:.3f}", f"{r['load_before']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     if extra is not None:
         cells = [f"{extra['n']:,} (extrapolated)", f"{extra['cold_s']:.0f}"]
         cells += [f"{extra['stages_s'][s]:.0f}" for s in STAGES]
-        cells += [f"{extra['cold_peak_mb']:,.0f}", f"{extra['warm_s']:.0f}", "", "", ""]
+        cells += [f"{extra['cold_peak_mb']:,.0f}", f"{extra['warm_s']:.0f}", "", "", "", ""]
         lines.append("| " + " | ".join(cells) + " |")
         exps = ", ".join(f"{k} {v:.2f}" for k, v in extra["exponents"].items())
         lines.append(f"\ngrowth exponents b of time = a * N^b: {exps}")
@@ -310,6 +333,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare-fits", type=int, default=0, metavar="N", help="only A/B the fits on N")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--full-retrain",
+        action="store_true",
+        help="also time the retrain in full (no --warm-from), to compare",
+    )
     args = parser.parse_args()
     if args.compare_fits:
         products = build_products(args.data, args.compare_fits, args.out / "data", args.seed)
@@ -321,7 +349,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PRODTYPE_STORAGE_DIR": str(args.out / "storage")}
     results = []
     for n in sizes:
-        results.append(measure(n, products, args.out / "data" / "runs", args.predict, env))
+        results.append(measure(n, products, args.out / "data" / "runs", args.predict, env, args.full_retrain))
         print(json.dumps(results[-1]), file=sys.stderr)
     extra = extrapolate(results, args.target) if args.target > sizes[-1] else None
     cpus = len(os.sched_getaffinity(0))

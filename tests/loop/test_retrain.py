@@ -166,3 +166,33 @@ def test_steps_one_by_one_share_a_run_folder(tiny_ctx: LoopContext) -> None:
     info = retrain.register(ctx, run_dir)
     assert retrain.register(ctx, run_dir).version == info.version  # a retried step does not register twice
     assert retrain.promote(ctx, run_dir).champion == info.version
+
+
+def test_a_warm_retrain_starts_from_the_champion_and_falls_back_to_full_for_a_new_type(
+    tiny_ctx: LoopContext, sessions: sessionmaker[Session]
+) -> None:
+    ctx = tiny_ctx
+    ctx.train_config = {**ctx.train_config, "retrain": "warm"}
+    first = retrain.run_all(ctx, force=True)
+    assert first.promoted and first.run_dir
+    assert retrain.read_state(Path(first.run_dir))["retrain"]["reason"] == "no previous model"
+
+    with sessions() as s:
+        review(s, submit(s, "Piscine tubulaire ronde 3 m", 2583), "accept")
+    warm = retrain.run_all(ctx, force=True)
+    assert warm.run_dir and warm.version == 2
+    how = retrain.read_state(Path(warm.run_dir))["retrain"]
+    champion_bundle = ctx.registry.local_bundle(1)
+    champion_manifest = json.loads((champion_bundle / "manifest.json").read_text())
+    assert how["mode"] == "warm" and how["previous"] == champion_manifest["version"]
+    candidate = ctx.registry.local_bundle(2)
+    assert (candidate / "tfidf.json").read_bytes() == (champion_bundle / "tfidf.json").read_bytes()
+    assert ctx.registry.client.get_run(ctx.registry.get(2).run_id).data.params["retrain_mode"] == "warm"
+
+    with sessions() as s:  # a type the champion never saw: its fusion has no bias for it, so train in full
+        review(s, submit(s, "Livre ancien de collection", 10), "accept")
+    full = retrain.run_all(ctx, force=True)
+    assert full.run_dir
+    how = retrain.read_state(Path(full.run_dir))["retrain"]
+    assert how["mode"] == "full" and "product types it never saw (10)" in how["reason"]
+    assert 10 in load_model(ctx.registry.local_bundle(3)).classes

@@ -249,6 +249,24 @@ def test_train_writes_a_bundle_and_refuses_to_overwrite_it(
     assert_user_error(run(*args), str(tmp_path / "model"), "not empty")
     assert run(*args, "--overwrite").exit_code == 0
 
+    # a warm retrain from it: the vocabulary is the first model's, the mode and its reason are printed
+    warm = [*args[:5], "--out", tmp_path / "warm", *args[7:], "--warm-from", tmp_path / "model"]
+    result = run(*warm, "--retrain", "warm")
+    assert result.exit_code == 0, result.output
+    assert "no out-of-fold figures (warm retrain" in result.stderr
+    assert "warm retrain: warm retrain asked (retrain=warm); fusion fitted on 135 products" in result.stderr
+    assert (tmp_path / "warm" / "tfidf.json").read_bytes() == (tmp_path / "model" / "tfidf.json").read_bytes()
+    result = run(*warm, "--overwrite")  # auto: 135 products are far under warm_min_products
+    assert result.exit_code == 0, result.output
+    assert "full retrain: the previous fusion was fitted on 135 products, under warm_min_products" in (
+        result.stderr  # one line, never wrapped
+    )
+    result = run(*warm[:-2], "--out", tmp_path / "w2", "--retrain", "warm")
+    assert_user_error(result, "--retrain warm needs --warm-from")
+    assert_user_error(run(*warm, "--retrain", "often"), "TrainConfig.retrain='often'", "auto")
+    missing = [*warm[:5], "--out", tmp_path / "w3", *warm[7:-1], tmp_path / "nothing"]
+    assert_user_error(run(*missing), str(tmp_path / "nothing"), "does not exist")
+
 
 # -- user errors ------------------------------------------------------------------------------------------
 

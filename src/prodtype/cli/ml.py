@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from prodtype.catalog import CatalogError, load_catalog
@@ -72,20 +73,38 @@ def train(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle at --out")] = False,
     cache_dir: CacheOpt = None,
+    warm_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--warm-from",
+            help="The bundle this model replaces: a warm retrain keeps its TF-IDF vocabulary and fusion and "
+            "skips the out-of-fold fits (see --retrain)",
+        ),
+    ] = None,
+    retrain: Annotated[
+        str,
+        typer.Option(
+            help="With --warm-from: auto (warm from 20,000 products when the data grew by at most 25 %), "
+            "warm or full"
+        ),
+    ] = "auto",
 ) -> None:
     """Train the multimodal model and write a model bundle."""
     from prodtype.ml.bundle import check_target
-    from prodtype.ml.train import TrainConfig, train_model
+    from prodtype.ml.train import PreviousModel, TrainConfig, train_model
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with user_errors():
-        overrides: dict[str, Any] = {"seed": seed}
+        overrides: dict[str, Any] = {"seed": seed, "retrain": retrain}
         if embedder is not None:
             overrides["embedder"] = None if embedder == "none" else embedder
         if image_encoder is not None:
             overrides["image_encoder"] = image_encoder
         config = TrainConfig.build(profile, **overrides)
         check_target(out, overwrite)
+        if retrain == "warm" and warm_from is None:
+            raise ValueError("--retrain warm needs --warm-from: the bundle of the model this one replaces")
+        previous = PreviousModel.load(warm_from) if warm_from is not None else None
         dataset = load_dataset(x, y, images, image_only)
         console.print(
             f"{len(dataset)} products ({len(dataset.missing_images)} without an image), "
@@ -100,13 +119,18 @@ def train(
             text_cache_dir=text_cache,
             overwrite=overwrite,
             catalog=load_catalog(get_settings().categories_file),
+            previous=previous,
         )
     manifest = json.loads((path / "manifest.json").read_text())
     oof = manifest["metrics"]["out_of_fold"]
-    console.print(
-        f"model {manifest['version']} written to {path}\n"
-        f"out-of-fold weighted F1 {oof['weighted_f1']:.4f}, accuracy {oof['accuracy']:.4f}"
-    )
+    report = json.loads((path / "training_report.json").read_text())
+    if "weighted_f1" in oof:
+        figures = f"out-of-fold weighted F1 {oof['weighted_f1']:.4f}, accuracy {oof['accuracy']:.4f}"
+    else:
+        figures = "no out-of-fold figures (warm retrain: evaluate it with prodtype evaluate)"
+    how = report.get("retrain", {})
+    note = f"\n{how['mode']} retrain: {escape(how['reason'])}" if how.get("previous") else ""
+    console.print(f"model {manifest['version']} written to {path}\n{figures}{note}", soft_wrap=True)
 
 
 def evaluate(

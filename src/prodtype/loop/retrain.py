@@ -230,8 +230,11 @@ def train(ctx: LoopContext, run_dir: Path, *, shuffle_labels: bool = False, prog
     log.info("training a candidate on %d base + %d feedback products", len(split.train), n_feedback)
     out = (ctx.trainer or _train_default(ctx))(data, partial, progress)
     Path(out).rename(final)
+    report_file = final / "training_report.json"
+    report = json.loads(report_file.read_text(encoding="utf-8")) if report_file.is_file() else {}
     write_state(
         run_dir,
+        retrain=report.get("retrain"),  # full or warm, and why (TrainConfig.retrain)
         bundle=final.name,  # relative to the run folder, which may be on another machine for the next step
         train_seconds=round(time.perf_counter() - start, 1),
         base_rows=len(split.train),
@@ -255,11 +258,33 @@ def _train_default(ctx: LoopContext) -> Callable[[Dataset, Path, bool], Path]:
         images, texts = ctx.settings.resolved_image_cache_dir, ctx.settings.text_cache_dir
         return Path(
             train_model(
-                data, out_dir, config, image_cache_dir=images, text_cache_dir=texts, progress=progress
+                data,
+                out_dir,
+                config,
+                image_cache_dir=images,
+                text_cache_dir=texts,
+                progress=progress,
+                previous=_previous_model(ctx) if config.retrain != "full" else None,
             )
         )
 
     return run
+
+
+def _previous_model(ctx: LoopContext) -> Any:
+    """The champion, which a warm retrain may start from (TrainConfig.retrain); None when there is none or
+    it cannot be read (then the retrain is a full one, and says why in its log)."""
+    from prodtype.ml.bundle import BundleError
+    from prodtype.ml.train import PreviousModel
+
+    info = ctx.registry.champion()
+    if info is None:
+        return None
+    try:
+        return PreviousModel.load(ctx.registry.local_bundle(info.version))
+    except (BundleError, OSError, ValueError) as exc:
+        log.warning("champion v%s cannot be read (%s): retraining in full", info.version, exc)
+        return None
 
 
 def score_bundle(
@@ -347,6 +372,11 @@ def register(ctx: LoopContext, run_dir: Path, trigger: list[str] | None = None) 
             "reviewed_until",
         )
     }
+    how = state.get("retrain") or {}
+    params["retrain_mode"] = how.get(
+        "mode", "full"
+    )  # warm: TF-IDF vocabulary and fusion kept, see TrainConfig
+    params["retrain_from"] = how.get("previous")
     params["prodtype_version"] = prodtype.__version__
     params["data_dir"] = str(ctx.settings.data_dir)
     params["train_config"] = json.dumps(ctx.train_config, default=str) if ctx.train_config else "default"

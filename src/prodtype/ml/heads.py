@@ -103,9 +103,34 @@ def fit_svm(x: sp.spmatrix, y: np.ndarray, classes: np.ndarray, c: float, seed: 
     return LinearHead("svm", classes, coef, bias)
 
 
+def restandardized(
+    head: LinearHead, seen: np.ndarray, mean: np.ndarray | None, scale: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``head``'s weights for the classes ``seen``, rewritten for features standardised with ``mean`` and
+    ``scale`` instead of its own, so that they give the same scores: with x = z * scale + mean,
+    ((x - m0) / s0) @ w + b = z @ (w * scale / s0) + (b + w @ ((mean - m0) / s0))."""
+    rows = np.searchsorted(head.classes, seen)
+    coef = np.asarray(head.coef[rows], dtype=np.float64)
+    bias = np.asarray(head.intercept[rows], dtype=np.float64)
+    old_mean = head.mean if head.mean is not None else np.zeros(coef.shape[1])
+    old_scale = head.scale if head.scale is not None else np.ones(coef.shape[1])
+    new_mean = mean if mean is not None else np.zeros(coef.shape[1])
+    new_scale = scale if scale is not None else np.ones(coef.shape[1])
+    w = coef / old_scale
+    return w * new_scale, bias + w @ (new_mean - old_mean)
+
+
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, classes: np.ndarray, c: float, seed: int, standardize: bool = True
+    x: np.ndarray,
+    y: np.ndarray,
+    classes: np.ndarray,
+    c: float,
+    seed: int,
+    standardize: bool = True,
+    init: LinearHead | None = None,
 ) -> LinearHead:
+    """A multinomial logistic head; ``init`` (a head over the same features) starts the solver from its
+    weights, which a retrain on slightly more data reaches the optimum from in fewer iterations."""
     seen = np.unique(y)
     if len(seen) < 2:
         raise ValueError("cannot train a classifier head on fewer than 2 product types")
@@ -117,7 +142,17 @@ def fit_logistic(
     # These problems are small (n x a few hundred features): BLAS threads only fight each other and
     # whatever else runs on the machine (measured: a 300-product fit took 98 s with 2 threads under load, 7 s
     # with 1), so the fit runs single-threaded.
+    model = LogisticRegression(C=c, max_iter=500, random_state=seed)
+    if (
+        init is not None
+        and len(seen) > 2
+        and init.coef.shape[1] == x.shape[1]
+        and np.isin(seen, init.classes).all()
+    ):
+        coef, bias = restandardized(init, seen, mean, scale)
+        model.set_params(warm_start=True)
+        model.coef_, model.intercept_ = coef, bias
     with threadpool_limits(limits=1, user_api="blas"):
-        model = LogisticRegression(C=c, max_iter=500, random_state=seed).fit(x, y)
+        model.fit(x, y)
     coef, bias = _align(classes, model.classes_, model.coef_, model.intercept_)
     return LinearHead("logistic", classes, coef, bias, mean, scale)
