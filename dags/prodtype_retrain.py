@@ -5,7 +5,10 @@ functions the CLI and the API run, so the loop works without Airflow too. Airflo
 virtualenv: the tasks call prodtype's interpreter through ``PRODTYPE_CLI`` (default: ``prodtype`` on the
 PATH) and pass on the worker's ``PRODTYPE_*`` environment (storage folder, database, data folder).
 
-The steps of one DAG run share a run folder named after the run id. ``check_trigger`` exits 99 when neither
+The steps of one DAG run share a run folder named after the run id: on one machine a local folder under the
+storage folder; with an object store (``PRODTYPE_IMAGE_STORE=s3://…``) each step pulls it from the store
+before it runs and pushes what it wrote after, so the steps may run on different Celery workers (README,
+"Running on several machines"). ``check_trigger`` exits 99 when neither
 trigger fires (enough new reviews, or live accuracy below the threshold), which Airflow reads as
 "skipped": the rest of the run is skipped. Trigger by hand with ``{"force": true}`` to train anyway;
 ``{"shuffle_labels": true}`` trains a deliberately worse candidate, a check that the promotion rule holds

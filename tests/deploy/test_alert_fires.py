@@ -4,95 +4,25 @@ fires once reviewers have corrected the served model's predictions, and not befo
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from service_support.server import free_port, running_server
 from service_support.waiting import until
 
-from .test_alerts import RULES
+from .monitored import API, monitored_service
 
 pytestmark = pytest.mark.slow
 
-API = "/api/v1"
 ADMIN_PASSWORD = "alerting end-to-end password"
 PRODUCTS = [
     "Piscine tubulaire ronde 3,05 x 0,76 m avec pompe",
     "Jeu PS4 FIFA 21 edition standard",
     "Figurine Funko Pop Star Wars Dark Vador",
 ]
-
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus") or (
-        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
-    )
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("prometheus is not installed (apt-get install prometheus)")
-        pytest.skip("prometheus is not installed (apt-get install prometheus)")
-    return path
-
-
-@contextmanager
-def running_prometheus(folder: Path, target: str) -> Iterator[str]:
-    """Prometheus scraping ``target`` every second with the project's rules, ``for`` shortened to 1 s."""
-    data = yaml.safe_load(RULES.read_text())
-    for group in data["groups"]:
-        group["interval"] = "1s"
-        for rule in group["rules"]:
-            rule["for"] = "1s"
-    (folder / "alerts.yml").write_text(yaml.safe_dump(data))
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
-        "rule_files": ["alerts.yml"],
-        "scrape_configs": [{"job_name": "prodtype", "static_configs": [{"targets": [target]}]}],
-    }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            prometheus_binary(),
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        until(lambda: _ready(url, process), timeout=30, message="prometheus did not become ready")
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _ready(url: str, process: subprocess.Popen[str]) -> bool:
-    if process.poll() is not None:
-        raise RuntimeError(
-            f"prometheus exited with {process.returncode}: {process.stderr.read() if process.stderr else ''}"
-        )
-    try:
-        return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def alerts(prometheus: str) -> dict[str, dict[str, Any]]:
@@ -120,28 +50,15 @@ def test_the_live_accuracy_alert_fires_after_reviewers_correct_the_model(
     trained_bundle: Path, tmp_path: Path
 ) -> None:
     start = time.monotonic()
-    env = {
-        "PRODTYPE_STORAGE_DIR": str(tmp_path / "storage"),
-        "PRODTYPE_MODEL_PATH": str(trained_bundle),
-        "PRODTYPE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "PRODTYPE_METRICS_REFRESH_SECONDS": "0",
-        "PRODTYPE_LIVE_ACCURACY_MIN_REVIEWS": "3",
-        "PRODTYPE_FOLLOW_CHAMPION": "false",
-    }
-    (tmp_path / "prometheus").mkdir()
-    with (
-        running_server("run", env) as server,
-        running_prometheus(tmp_path / "prometheus", server.url.removeprefix("http://")) as prometheus,
-        httpx.Client(base_url=server.url, timeout=60) as client,
-    ):
+    three_reviews = {"PRODTYPE_LIVE_ACCURACY_MIN_REVIEWS": "3"}
+    with monitored_service(trained_bundle, tmp_path, ADMIN_PASSWORD, **three_reviews) as m:
+        prometheus, client, headers = m.prometheus, m.client, m.headers
         until(lambda: [s["value"][1] for s in query(prometheus, 'up{job="prodtype"}')] == ["1"], timeout=20)
         until(lambda: rules_evaluated(prometheus), timeout=20, message="the rules were not evaluated")
         # The service is healthy: a model is loaded, no review yet, so nothing fires.
         assert query(prometheus, "prodtype_model_loaded")[0]["value"][1] == "1"
         assert alerts(prometheus) == {}
 
-        token = client.post(f"{API}/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         for product in PRODUCTS:
             made = client.post(f"{API}/predictions", files={"designation": (None, product)}, headers=headers)
             assert made.status_code == 201, made.text

@@ -11,15 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-from service_support.server import running_server
 from service_support.waiting import until
 
-from .test_alert_fires import running_prometheus
+from .monitored import API, monitored_service
 from .test_deploy_files import dashboard, with_variables
 
 pytestmark = pytest.mark.slow
 
-API = "/api/v1"
 ADMIN_PASSWORD = "dashboard queries password"
 PRODUCTS = [
     "Piscine tubulaire ronde 3,05 x 0,76 m avec pompe",
@@ -40,21 +38,8 @@ def test_every_dashboard_query_returns_data_from_a_running_service(
     trained_bundle: Path, tmp_path: Path
 ) -> None:
     start = time.monotonic()
-    env = {
-        "PRODTYPE_STORAGE_DIR": str(tmp_path / "storage"),
-        "PRODTYPE_MODEL_PATH": str(trained_bundle),
-        "PRODTYPE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "PRODTYPE_METRICS_REFRESH_SECONDS": "0",
-        "PRODTYPE_FOLLOW_CHAMPION": "false",
-    }
-    (tmp_path / "prometheus").mkdir()
-    with (
-        running_server("run", env) as server,
-        running_prometheus(tmp_path / "prometheus", server.url.removeprefix("http://")) as prometheus,
-        httpx.Client(base_url=server.url, timeout=60) as client,
-    ):
-        token = client.post(f"{API}/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD})
-        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    with monitored_service(trained_bundle, tmp_path, ADMIN_PASSWORD) as m:
+        prometheus, client, headers = m.prometheus, m.client, m.headers
         predicted = set()
         for product in PRODUCTS:
             made = client.post(f"{API}/predictions", files={"designation": (None, product)}, headers=headers)

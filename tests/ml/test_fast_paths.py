@@ -42,6 +42,22 @@ def test_tfidf_round_trip_keeps_the_fast_transform(texts: list[str], tmp_path: P
     assert abs(loaded.transform(texts[300:]) - features.transform(texts[300:])).max() < 1e-7
 
 
+def test_tfidf_transform_in_worker_processes_equals_the_transform_in_this_one(
+    texts: list[str], tmp_path: Path
+) -> None:
+    features = TfidfFeatures(TfidfConfig()).fit(texts[:300])
+    features.save(tmp_path)
+    loaded = TfidfFeatures.load(tmp_path)  # as a warm retrain gets it: from a bundle
+    alone = loaded.transform(texts)
+    split = loaded.transform_many(texts, workers=2, min_per_worker=100)  # 2 processes, 8 chunks
+    assert split.shape == alone.shape and split.dtype == alone.dtype
+    np.testing.assert_array_equal(split.indptr, alone.indptr)
+    np.testing.assert_array_equal(split.indices, alone.indices)
+    np.testing.assert_array_equal(split.data, alone.data)
+    # too few texts to be worth a process: the same call, in this process
+    assert (loaded.transform_many(texts[:50], workers=2, min_per_worker=100) != alone[:50]).nnz == 0
+
+
 def test_linear_head_scores_with_transposed_weights() -> None:
     rng = np.random.default_rng(0)
     coef = rng.normal(size=(4, 50)).astype(np.float32)

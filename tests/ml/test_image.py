@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import sqlite3
 import struct
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from prodtype.ml.feature_store import file_ident
 from prodtype.ml.image import (
     DEFAULT_SPEC,
     EncoderIntegrityError,
@@ -402,6 +404,50 @@ def test_encode_files_cache(encoder: ImageEncoder, photo_paths: list[Path], tmp_
     fifth, _, _ = encoder.encode_files([edited], cache_dir=cache)
     assert store.get(new_key) is not None
     assert not np.allclose(fifth[0], first[0])
+    store.close()
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read() so far (Linux's /proc/self/io rchar)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
+
+
+def _noise_jpeg(seed: int, side: int = 1200) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_an_unchanged_file_is_not_read_again_and_a_changed_one_always_is(
+    encoder: ImageEncoder, tmp_path: Path
+) -> None:
+    cache, photo = tmp_path / "cache", tmp_path / "photo.jpg"
+    a, b = _noise_jpeg(1), _noise_jpeg(2)
+    size = max(len(a), len(b))
+    a, b = a.ljust(size, b"\0"), b.ljust(size, b"\0")  # same length: JPEG readers stop at the end marker
+    photo.write_bytes(a)
+    first, _, _ = encoder.encode_files([photo], cache_dir=cache)
+    store = encoder.feature_store(cache)
+    assert store.digest_of(str(file_ident(photo))) == encoder.cache_key(a)
+
+    before = _bytes_read()
+    again, mask, _ = encoder.encode_files([photo], cache_dir=cache)
+    read = _bytes_read() - before
+    assert mask.all() and np.array_equal(again, first)
+    assert read < size // 4, f"{read} bytes read for a {size}-byte photo that did not change"
+
+    # other content of the same size, with the modification time set back: the change time still differs
+    stat = photo.stat()
+    photo.write_bytes(b)
+    os.utime(photo, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert photo.stat().st_size == stat.st_size and photo.stat().st_mtime_ns == stat.st_mtime_ns
+    changed, _, _ = encoder.encode_files([photo], cache_dir=cache)
+    np.testing.assert_allclose(changed[0], encoder.encode_bytes(b), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(changed[0], first[0])
     store.close()
 
 

@@ -10,6 +10,7 @@ champion follower and ignored. MLflow users cannot write to this table.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,22 @@ class RecordedChampion:
     actor: str | None
 
 
+def record_with_audit(
+    sessions: sessionmaker[Session],
+    row: object,
+    actor: str | None,
+    action: str,
+    entity_id: str,
+    details: Mapping[str, object],
+) -> None:
+    """``row`` and its audit event about the model, in one transaction."""
+    with sessions() as session:
+        session.add(row)
+        audit = AuditEvent(actor=actor, action=action, entity="model", entity_id=entity_id, details=details)
+        session.add(audit)
+        session.commit()
+
+
 class PromotionLedger:
     """Promotions and rollbacks recorded in the service's database (one session per call)."""
 
@@ -54,28 +71,18 @@ class PromotionLedger:
         reason: str,
     ) -> None:
         digest = manifest_digest(bundle) if bundle is not None else None
-        with self.sessions() as session:
-            session.add(
-                ModelPromotion(
-                    model_name=model_name,
-                    action=action,
-                    version=version,
-                    previous_version=previous,
-                    manifest_sha256=digest,
-                    actor=actor,
-                    reason=reason,
-                )
-            )
-            session.add(
-                AuditEvent(
-                    actor=actor,
-                    action="model.promoted" if action == "promote" else "model.rolled_back",
-                    entity="model",
-                    entity_id=str(version),
-                    details={"model": model_name, "previous": previous, "reason": reason, "manifest": digest},
-                )
-            )
-            session.commit()
+        row = ModelPromotion(
+            model_name=model_name,
+            action=action,
+            version=version,
+            previous_version=previous,
+            manifest_sha256=digest,
+            actor=actor,
+            reason=reason,
+        )
+        audit = "model.promoted" if action == "promote" else "model.rolled_back"
+        details = {"model": model_name, "previous": previous, "reason": reason, "manifest": digest}
+        record_with_audit(self.sessions, row, actor, audit, str(version), details)
 
     def champion(self, model_name: str) -> RecordedChampion | None:
         """The version the last recorded promotion or rollback chose, or None when there was none."""

@@ -25,8 +25,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from prodtype.config import LoopSettings
-from prodtype.db.tables import AuditEvent, ModelShadow, Prediction, ShadowPrediction, Status
-from prodtype.loop.ledger import manifest_digest
+from prodtype.db.tables import ModelShadow, Prediction, ShadowPrediction, Status
+from prodtype.loop.ledger import manifest_digest, record_with_audit
 from prodtype.loop.polling import Poller
 from prodtype.loop.registry import CHAMPION, Registry, RegistryError, UnknownVersionError
 from prodtype.ml.predictor import Predictor
@@ -65,27 +65,22 @@ class ShadowLedger:
         actor: str | None,
         reason: str,
     ) -> None:
-        with self.sessions() as session:
-            session.add(
-                ModelShadow(
-                    model_name=model_name,
-                    action=action,
-                    version=version,
-                    manifest_sha256=digest,
-                    actor=actor,
-                    reason=reason,
-                )
-            )
-            session.add(
-                AuditEvent(
-                    actor=actor,
-                    action=f"model.shadow_{'started' if action == 'start' else 'stopped'}",
-                    entity="model",
-                    entity_id=str(version) if version is not None else "-",
-                    details={"model": model_name, "reason": reason, "manifest": digest},
-                )
-            )
-            session.commit()
+        row = ModelShadow(
+            model_name=model_name,
+            action=action,
+            version=version,
+            manifest_sha256=digest,
+            actor=actor,
+            reason=reason,
+        )
+        record_with_audit(
+            self.sessions,
+            row,
+            actor,
+            f"model.shadow_{'started' if action == 'start' else 'stopped'}",
+            str(version) if version is not None else "-",
+            {"model": model_name, "reason": reason, "manifest": digest},
+        )
 
     def start(
         self, model_name: str, version: int, *, bundle: Path | None, actor: str | None, reason: str

@@ -43,7 +43,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from prodtype.ml.feature_store import FeatureStore
+from prodtype.ml.feature_store import FeatureStore, file_ident
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -490,17 +490,34 @@ class ImageEncoder:
                 bar.update(len(rows))
             if store is not None:
                 store.put_many(zip(keys, encoded, strict=True))
+                known_now.extend((ident, key) for key in keys for ident in idents.pop(key, []))
             pending.clear()
+
+        # (file identity, content hash) of files read whose features are stored, to record; identities of
+        # files read whose features are still to be computed, by content hash
+        known_now: list[tuple[str, str]] = []
+        idents: dict[str, list[str]] = {}
 
         def load(path: str | os.PathLike[str] | None) -> _Loaded:
             if path is None:
                 return _Loaded()
+            ident = None if store is None else file_ident(path)
+            if store is not None and ident is not None:  # seen unchanged before: no need to read it
+                known = store.digest_of(ident)
+                cached = None if known is None else store.get(known)
+                if known is not None and cached is not None:
+                    return _Loaded(known, cached=cached)
             try:
                 data = Path(path).read_bytes()
             except OSError as exc:
                 return _Loaded(error=f"cannot read the file: {exc.strerror or exc}")
             key = hashlib.sha256(data).hexdigest()
             cached = None if store is None else store.get(key)
+            if ident is not None:
+                if cached is not None:
+                    known_now.append((ident, key))
+                else:
+                    idents.setdefault(key, []).append(ident)
             if cached is not None:
                 return _Loaded(key, cached=cached)
             try:
@@ -531,8 +548,12 @@ class ImageEncoder:
                     row += 1
                     if len(pending) >= self.batch_size:
                         flush()
+                if store is not None and known_now:  # one transaction a window
+                    store.put_digests([known_now.pop() for _ in range(len(known_now))])
             if pending:
                 flush()
+            if store is not None:
+                store.put_digests(known_now)
         if store is not None:
             store.close()
         return features, has_feature, failures

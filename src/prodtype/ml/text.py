@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,19 @@ def _tfidf_row(
     return idx, val
 
 
+_WORKER_FEATURES: TfidfFeatures | None = None
+
+
+def _init_worker(features: TfidfFeatures) -> None:
+    global _WORKER_FEATURES
+    _WORKER_FEATURES = features
+
+
+def _transform_in_worker(texts: list[str]) -> sp.csr_matrix:
+    assert _WORKER_FEATURES is not None
+    return _WORKER_FEATURES.transform(texts)
+
+
 @dataclass
 class TfidfFeatures:
     config: TfidfConfig = field(default_factory=TfidfConfig)
@@ -105,6 +121,26 @@ class TfidfFeatures:
             cached = (vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_, dtype=np.float32))
             self._cache[id(vec)] = cached
         return cached
+
+    def transform_many(
+        self, texts: list[str], workers: int = 1, min_per_worker: int = 10_000
+    ) -> sp.csr_matrix:
+        """:meth:`transform` of many texts, split over up to ``workers`` processes when each gets at least
+        ``min_per_worker`` texts (the n-gram analysis is Python, so one process uses one core); the result is
+        the same matrix. The processes start from a fork server, so they share nothing with this process's
+        threads, and get the fitted vectorizers once each."""
+        workers = max(1, min(workers, len(texts) // max(1, min_per_worker)))
+        if workers <= 1:
+            return self.transform(texts)
+        bounds = np.linspace(0, len(texts), workers * 4 + 1).astype(int)  # a few chunks a worker: even finish
+        chunks = [texts[a:b] for a, b in itertools.pairwise(bounds)]
+        portable = TfidfFeatures(self.config, self.word, self.char)  # without the analyzer cache
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(portable,)
+        ) as pool:
+            parts = list(pool.map(_transform_in_worker, chunks))
+        return sp.vstack(parts, format="csr")
 
     @property
     def n_features(self) -> int:

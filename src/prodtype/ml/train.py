@@ -247,7 +247,7 @@ def fit_model(
 
     with timer.step("text_features"):
         tfidf = previous.model.tfidf if warm and previous else TfidfFeatures(cfg.tfidf).fit(texts)
-        x_text = tfidf.transform(texts)
+        x_text = tfidf.transform_many(texts, lane_workers(cfg.threads))
     embedder = get_embedder(cfg.embedder, cfg.threads, cfg.embed_max_chars) if cfg.embedder else None
     with timer.step("sentence_embeddings"):
         x_emb = encode_cached(embedder, texts, text_cache_dir, progress) if embedder else None

@@ -50,6 +50,11 @@ NO_STORE = {"Cache-Control": "no-store"}
 # -- accounts -----------------------------------------------------------------------------------------
 
 
+def refused(exc: CsrfError | ServiceError) -> tuple[int, str]:
+    """The status and message a page shows for a refused form: 403 for a bad CSRF token, else the error's."""
+    return (403 if isinstance(exc, CsrfError) else status_for(exc)), str(exc)
+
+
 def _accounts(
     request: Request,
     session: SessionDep,
@@ -99,11 +104,10 @@ def create_account(
     try:
         check_csrf(request, csrf_token)
         user = users.create_user(session, username.strip(), password, role, actor=admin)
-    except CsrfError as exc:
-        return _accounts(request, session, admin, status=403, error=str(exc), form=form)
-    except ServiceError as exc:
+    except (CsrfError, ServiceError) as exc:
         session.rollback()
-        return _accounts(request, session, admin, status=status_for(exc), error=str(exc), form=form)
+        status, error = refused(exc)
+        return _accounts(request, session, admin, status=status, error=error, form=form)
     return redirect(f"/accounts?done=created&who={user.username}")
 
 
@@ -139,11 +143,10 @@ def change_account(
             raise InvalidInputError(
                 f"unknown action {action[:40]!r}; expected role, disable, enable or password"
             )
-    except CsrfError as exc:
-        return _accounts(request, session, admin, status=403, error=str(exc))
-    except ServiceError as exc:
+    except (CsrfError, ServiceError) as exc:
         session.rollback()
-        return _accounts(request, session, admin, status=status_for(exc), error=str(exc))
+        status, error = refused(exc)
+        return _accounts(request, session, admin, status=status, error=error)
     return _accounts(request, session, admin, notice=notice)
 
 
@@ -299,10 +302,8 @@ def promote_model(
             check=_checker(request),
             ledger=PromotionLedger(request.app.state.sessions),
         )
-    except CsrfError as exc:
-        return _models(request, catalog, admin, version, 403, str(exc))
-    except ServiceError as exc:
-        return _models(request, catalog, admin, version, status_for(exc), str(exc))
+    except (CsrfError, ServiceError) as exc:
+        return _models(request, catalog, admin, version, *refused(exc))
     _changed(request, info.version)
     notice = _("Version %(v)s is the champion; the service switches to it in the background.") % {
         "v": info.version
@@ -328,10 +329,8 @@ def rollback_model(
             check=_checker(request),
             ledger=PromotionLedger(request.app.state.sessions),
         )
-    except CsrfError as exc:
-        return _models(request, catalog, admin, "", 403, str(exc))
-    except ServiceError as exc:
-        return _models(request, catalog, admin, "", status_for(exc), str(exc))
+    except (CsrfError, ServiceError) as exc:
+        return _models(request, catalog, admin, "", *refused(exc))
     _changed(request, info.version)
     notice = _("Rolled back: version %(v)s is the champion again.") % {"v": info.version}
     return _models(request, catalog, admin, notice=notice)
@@ -392,10 +391,8 @@ def start_shadow(
             reason=reason.strip() or f"put in shadow by {admin.username}",
             check=lambda path: load_checked(Path(path), codes),
         )
-    except CsrfError as exc:
-        return _models(request, catalog, admin, version, 403, str(exc))
-    except ServiceError as exc:
-        return _models(request, catalog, admin, version, status_for(exc), str(exc))
+    except (CsrfError, ServiceError) as exc:
+        return _models(request, catalog, admin, version, *refused(exc))
     _shadow_changed(request, number)
     notice = _("Version %(v)s runs in shadow: each new prediction is also scored by it.") % {"v": number}
     return _models(request, catalog, admin, version, notice=notice)
@@ -453,10 +450,9 @@ def retrain_now(
     try:
         check_csrf(request, csrf_token)
         job = retrain_jobs.start_job(settings, admin.username, force=True)
-    except CsrfError as exc:
-        return _retrain(request, session, admin, status=403, error=str(exc))
-    except ServiceError as exc:
-        return _retrain(request, session, admin, status=status_for(exc), error=str(exc))
+    except (CsrfError, ServiceError) as exc:
+        status, error = refused(exc)
+        return _retrain(request, session, admin, status=status, error=error)
     audit.record(session, "retrain.started", "retrain", job.id, admin, {"force": True, "from": "web"})
     session.commit()
     return redirect(f"/retrain?job={job.id}")
