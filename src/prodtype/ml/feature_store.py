@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -146,19 +146,7 @@ class FeatureStore:
 
     def put_digests(self, pairs: Iterable[tuple[str, str]]) -> int:
         """Record ``(file identity, content hash)`` pairs in one transaction; returns how many."""
-        rows = list(pairs)
-        if not rows:
-            return 0
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany("INSERT OR REPLACE INTO file_digests VALUES (?, ?)", rows)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return len(rows)
+        return self._write("INSERT OR REPLACE INTO file_digests VALUES (?, ?)", list(pairs))
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
@@ -186,13 +174,17 @@ class FeatureStore:
         """Store vectors (replacing any under the same key) in one transaction; returns how many."""
         pairs = items.items() if isinstance(items, Mapping) else items
         rows = [(self.namespace, key, self._encode(vector)) for key, vector in pairs]
+        return self._write("INSERT OR REPLACE INTO features VALUES (?, ?, ?)", rows)
+
+    def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> int:
+        """``sql`` for every row, in one transaction (all or none of them); returns how many."""
         if not rows:
             return 0
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?)", rows)
+                conn.executemany(sql, rows)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
