@@ -30,12 +30,14 @@ log = logging.getLogger(__name__)
 # Named presets of TrainConfig fields. ``fast`` (the default) keeps a prediction within the serving budget;
 # ``accurate`` swaps the sentence embeddings for multilingual-e5-small, measured with
 # ``benchmarks/bench_accuracy.py`` (README "Accuracy") to gain weighted F1 at ~15-50 times the text cost.
-RETRAIN_MODES = ("auto", "warm", "full")
-
 PROFILES: dict[str, dict[str, Any]] = {
     "fast": {},
     "accurate": {"embedder": "e5"},
 }
+
+
+# How a retrain may use the model it replaces: see TrainConfig.retrain and retrain_plan.
+RETRAIN_MODES = ("auto", "warm", "full")
 
 
 @dataclass
