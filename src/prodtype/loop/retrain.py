@@ -264,7 +264,7 @@ def _train_default(ctx: LoopContext) -> Callable[[Dataset, Path, bool], Path]:
                 image_cache_dir=images,
                 text_cache_dir=texts,
                 progress=progress,
-                previous=_previous_model(ctx) if config.retrain != "full" else None,
+                previous=_previous_model(ctx) if config is None or config.retrain != "full" else None,
             )
         )
 
