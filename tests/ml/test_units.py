@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from prodtype.catalog import CatalogError, load_catalog
 from prodtype.data.challenge import Dataset
 from prodtype.ml.fusion import Fusion, expected_calibration_error, fit_fusion, stack_branches
-from prodtype.ml.heads import MISSING_CLASS_SCORE, LinearHead, fit_logistic, fit_svm
+from prodtype.ml.heads import MISSING_CLASS_SCORE, LinearHead, fit_lda, fit_logistic, fit_svm
 from prodtype.ml.text import TfidfConfig, TfidfFeatures
 from prodtype.ml.train import TrainConfig, fit_model
 
@@ -113,12 +114,29 @@ def test_svm_head_aligns_columns_and_agrees_with_sklearn(seen: list[int]) -> Non
     assert np.all(scores[:, ~np.isin(CLASSES, seen)] == MISSING_CLASS_SCORE)
 
 
+@pytest.mark.parametrize("seen", [[10, 50, 2583], [40, 60]])
+def test_lda_head_gives_the_lda_posterior_over_the_full_class_list(seen: list[int]) -> None:
+    x, y = blobs(seen, seed=3)
+    x = x + np.random.default_rng(3).normal(scale=6.0, size=x.shape)  # overlapping classes: soft posteriors
+    head = fit_lda(x, y, CLASSES)
+    reference = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
+    assert head.kind == "logistic" and head.mean is None  # stored and evaluated like a logistic head
+    proba = np.exp(head.log_proba(x))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(proba[:, np.isin(CLASSES, seen)], reference.predict_proba(x), atol=1e-5)
+    assert (reference.predict_proba(x).max(axis=1) < 0.99).any()  # soft posteriors, not only 0 and 1
+    assert np.all(proba[:, ~np.isin(CLASSES, seen)] < 1e-9)
+    np.testing.assert_array_equal(CLASSES[proba.argmax(axis=1)], reference.predict(x))
+
+
 def test_heads_need_two_classes() -> None:
     x, y = blobs([10])
     with pytest.raises(ValueError, match="fewer than 2"):
         fit_svm(x, y, CLASSES, 1.0, 0)
     with pytest.raises(ValueError, match="fewer than 2"):
         fit_logistic(x, y, CLASSES, 1.0, 0)
+    with pytest.raises(ValueError, match="fewer than 2"):
+        fit_lda(x, y, CLASSES)
 
 
 def test_head_arrays_round_trip_without_pickle(tmp_path: Path) -> None:
@@ -203,6 +221,8 @@ def test_expected_calibration_error() -> None:
         ({"embed_c": -1.0}, "embed_c"),
         ({"image_c": 0.0}, "image_c"),
         ({"embedder": "bert"}, "embedder"),
+        ({"embed_head": "forest"}, "embed_head"),
+        ({"image_head": "LDA"}, "image_head"),
         ({"tfidf": {"word_ngrams": (2, 1)}}, "word_ngrams"),
     ],
 )

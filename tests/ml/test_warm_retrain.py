@@ -105,7 +105,7 @@ def test_warm_retrain_keeps_vocabulary_and_fusion_and_learns_the_new_products(
 
 def test_retrain_plan_rules(trained_bundle: Path) -> None:
     previous = PreviousModel.load(trained_bundle)
-    classes = previous.model.classes
+    classes = np.asarray(previous.manifest["classes"], dtype=np.int64)
     version = previous.manifest["image_encoder"]
     fitted = previous.fusion_fitted_on
     assert fitted == previous.report["rows"]["products"]
@@ -138,9 +138,19 @@ def test_retrain_plan_rules(trained_bundle: Path) -> None:
         (TrainConfig(retrain="warm", embed_max_chars=200), classes, version, "embed_max_chars 400 -> 200"),
         (forced, classes, encoder_version("lite0"), f"image encoder {version} -> {encoder_version('lite0')}"),
         (TrainConfig(retrain="warm", tfidf={"char_min_df": 3}), classes, version, "TF-IDF settings"),  # type: ignore[arg-type]
+        (TrainConfig(retrain="warm", embed_head="logistic"), classes, version, "embed_head lda -> logistic"),
+        (TrainConfig(retrain="warm", image_head="lda"), classes, version, "image_head logistic -> lda"),
     ]:
         warm, why = retrain_plan(previous, cfg, fitted, n_classes, enc)
         assert not warm and why == f"the previous model differs: {expected}"
+
+    # a model trained before the head settings existed had logistic heads: its fusion suits no LDA head
+    del previous.report["config"]["embed_head"]
+    warm, why = retrain_plan(previous, forced, fitted, classes, version)
+    assert not warm and why == "the previous model differs: embed_head logistic -> lda"
+    # every plan above was decided from the manifest and the report: the model itself was never loaded
+    assert not previous.loaded
+    assert previous.model.classes.tolist() == previous.manifest["classes"] and previous.loaded
 
 
 @pytest.mark.parametrize(

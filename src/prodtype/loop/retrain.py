@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -37,6 +37,9 @@ from prodtype.loop.shadow import ShadowLedger, live_comparison
 from prodtype.loop.trigger import TriggerStatus, trigger_status
 from prodtype.serving.errors import ConflictError, InvalidInputError
 from prodtype.serving.storage import ImageStore, open_image_store
+
+if TYPE_CHECKING:
+    from prodtype.ml.train import PreviousModel
 
 log = logging.getLogger(__name__)
 
@@ -271,9 +274,10 @@ def _train_default(ctx: LoopContext) -> Callable[[Dataset, Path, bool], Path]:
     return run
 
 
-def _previous_model(ctx: LoopContext) -> Any:
+def _previous_model(ctx: LoopContext) -> PreviousModel | None:
     """The champion, which a warm retrain may start from (TrainConfig.retrain); None when there is none or
-    it cannot be read (then the retrain is a full one, and says why in its log)."""
+    it cannot be read (then the retrain is a full one, and says why in its log). Only its manifest and
+    training report are read here: its parts load if the retrain turns out warm."""
     from prodtype.ml.bundle import BundleError
     from prodtype.ml.train import PreviousModel
 

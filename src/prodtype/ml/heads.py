@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import log_softmax
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
@@ -156,3 +157,19 @@ def fit_logistic(
         model.fit(x, y)
     coef, bias = _align(classes, model.classes_, model.coef_, model.intercept_)
     return LinearHead("logistic", classes, coef, bias, mean, scale)
+
+
+def fit_lda(x: np.ndarray, y: np.ndarray, classes: np.ndarray) -> LinearHead:
+    """Linear discriminant analysis with a shared covariance shrunk by Ledoit-Wolf (no setting to tune): a
+    linear head whose softmax is the LDA posterior, stored and evaluated like a logistic head.
+
+    On dense embeddings of a few thousand products it beats a regularised logistic regression, which must
+    learn 27 x d weights from the labels alone where LDA estimates class means and one covariance (sentence
+    embeddings alone: weighted F1 0.653 against 0.618 on the sample; README "Accuracy")."""
+    seen = np.unique(y)
+    if len(seen) < 2:
+        raise ValueError("cannot train a classifier head on fewer than 2 product types")
+    with threadpool_limits(limits=1, user_api="blas"):  # small problems: see fit_logistic
+        model = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
+    coef, bias = _align(classes, model.classes_, model.coef_, model.intercept_)
+    return LinearHead("logistic", classes, coef, bias)

@@ -18,7 +18,7 @@ from prodtype.catalog import Catalog, load_catalog
 from prodtype.data.challenge import Dataset, image_paths
 from prodtype.ml.embeddings import EMBEDDERS, encode_cached, get_embedder
 from prodtype.ml.fusion import expected_calibration_error, fit_fusion, stack_branches
-from prodtype.ml.heads import LinearHead, fit_logistic, fit_svm
+from prodtype.ml.heads import LinearHead, fit_lda, fit_logistic, fit_svm
 from prodtype.ml.image import DEFAULT_ENCODER, ENCODERS, ImageEncoder
 from prodtype.ml.model import FusedModel
 from prodtype.ml.parallel import lane_workers, run_lanes
@@ -39,6 +39,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 # How a retrain may use the model it replaces: see TrainConfig.retrain and retrain_plan.
 RETRAIN_MODES = ("auto", "warm", "full")
 
+# How the sentence-embedding and photo heads are fitted: ``lda`` (linear discriminant analysis with a
+# Ledoit-Wolf shrunk covariance, nothing to tune) or ``logistic`` (multinomial logistic regression, C from
+# ``embed_c`` / ``image_c``). Both give a linear head of the same shape; README "Accuracy" has the figures.
+HEAD_KINDS = ("lda", "logistic")
+
 
 @dataclass
 class TrainConfig:
@@ -50,6 +55,8 @@ class TrainConfig:
     image_encoder: str = DEFAULT_ENCODER
     embed_c: float = 0.05
     image_c: float = 0.02
+    embed_head: str = "lda"
+    image_head: str = "logistic"
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
     threads: int | None = None
     # From ``large_n`` labelled products on, at most ``large_n_folds`` out-of-fold fits: with tens of
@@ -80,6 +87,9 @@ class TrainConfig:
                 f"TrainConfig.warm_min_products={self.warm_min_products}, warm_max_growth="
                 f"{self.warm_max_growth}: expected numbers >= 0"
             )
+        for name in ("embed_head", "image_head"):
+            if getattr(self, name) not in HEAD_KINDS:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r}: expected one of {HEAD_KINDS}")
         for name in ("svm_c", "embed_c", "image_c"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"TrainConfig.{name}={getattr(self, name)}: expected a positive number")
@@ -116,21 +126,42 @@ class TrainingResult:
 
 @dataclass
 class PreviousModel:
-    """The model a retrain replaces: its parts, and its bundle's manifest and training report."""
+    """The model a retrain replaces: its bundle's manifest and training report, read and verified at once,
+    and its parts, loaded only when first used (a warm retrain); :func:`retrain_plan` decides from the
+    manifest and the report alone, so a full retrain never pays for loading the previous model."""
 
-    model: FusedModel
+    path: Path
     manifest: dict[str, Any]
     report: dict[str, Any]
+    _model: FusedModel | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: Path) -> PreviousModel:
         import json
 
-        from prodtype.ml.bundle import _load_model, verify_bundle
+        from prodtype.ml.bundle import verify_bundle
 
         manifest = verify_bundle(Path(path))
         report = json.loads((Path(path) / "training_report.json").read_text(encoding="utf-8"))
-        return cls(_load_model(Path(path), manifest), manifest, report)
+        return cls(Path(path), manifest, report)
+
+    @property
+    def model(self) -> FusedModel:
+        if self._model is None:
+            from prodtype.ml.bundle import _load_model
+
+            self._model = _load_model(self.path, self.manifest)
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the parts were loaded (a full retrain never needs them)."""
+        return self._model is not None
+
+    @property
+    def tfidf_config(self) -> TfidfConfig:
+        raw = (self.report.get("config") or {}).get("tfidf")
+        return TfidfConfig(**raw) if isinstance(raw, dict) else self.model.tfidf.config
 
     @property
     def fusion_fitted_on(self) -> int:
@@ -151,17 +182,21 @@ def retrain_plan(
         return False, "no previous model"
     if cfg.retrain == "full":
         return False, "full retrain asked (retrain=full)"
-    prev, old = previous.model, previous.manifest
+    old = previous.manifest
     differs = []
-    if old.get("embedder") != cfg.embedder or (prev.embed_head is None) != (cfg.embedder is None):
+    if old.get("embedder") != cfg.embedder:
         differs.append(f"sentence embedder {old.get('embedder')} -> {cfg.embedder}")
     if old.get("embed_max_chars", 400) != cfg.embed_max_chars:
         differs.append(f"embed_max_chars {old.get('embed_max_chars')} -> {cfg.embed_max_chars}")
     if old.get("image_encoder") != encoder_version:
         differs.append(f"image encoder {old.get('image_encoder')} -> {encoder_version}")
-    if prev.tfidf.config != cfg.tfidf:
+    if previous.tfidf_config != cfg.tfidf:
         differs.append("TF-IDF settings")
-    new_classes = sorted(set(classes.tolist()) - set(prev.classes.tolist()))
+    old_cfg = previous.report.get("config") or {}
+    for name in ("embed_head", "image_head"):  # models before these settings had logistic heads
+        if old_cfg.get(name, "logistic") != getattr(cfg, name):
+            differs.append(f"{name} {old_cfg.get(name, 'logistic')} -> {getattr(cfg, name)}")
+    new_classes = sorted(set(classes.tolist()) - set(old.get("classes", [])))
     if new_classes:
         differs.append(f"product types it never saw ({', '.join(map(str, new_classes[:10]))})")
     if differs:
@@ -274,7 +309,7 @@ def fit_model(
 
         def embed_fold(train_idx: np.ndarray, test_idx: np.ndarray) -> None:
             if x_emb is not None and oof_emb is not None:
-                head = fit_logistic(x_emb[train_idx], y[train_idx], classes, cfg.embed_c, cfg.seed)
+                head = _fit_embed_head(x_emb[train_idx], y[train_idx], classes, cfg)
                 oof_emb[test_idx] = head.log_proba(x_emb[test_idx])
 
         def image_fold(train_idx: np.ndarray, test_idx: np.ndarray) -> None:
@@ -315,7 +350,7 @@ def fit_model(
             heads[name] = fit_svm(x_text, y, classes, cfg.svm_c, cfg.seed)
         elif name == "embed" and x_emb is not None:
             init = start_from.embed_head if start_from else None
-            heads[name] = fit_logistic(x_emb, y, classes, cfg.embed_c, cfg.seed, init=init)
+            heads[name] = _fit_embed_head(x_emb, y, classes, cfg, init)
         elif name == "embed":
             heads[name] = None
         else:
@@ -387,12 +422,27 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def _fit_head(
+    kind: str, x: np.ndarray, y: np.ndarray, classes: np.ndarray, c: float, seed: int, init: LinearHead | None
+) -> LinearHead:
+    """A head of ``kind`` (see HEAD_KINDS); ``init`` warm-starts a logistic head (LDA is solved directly)."""
+    if kind == "lda":
+        return fit_lda(x, y, classes)
+    return fit_logistic(x, y, classes, c, seed, init=init)
+
+
+def _fit_embed_head(
+    x: np.ndarray, y: np.ndarray, classes: np.ndarray, cfg: TrainConfig, init: LinearHead | None = None
+) -> LinearHead:
+    return _fit_head(cfg.embed_head, x, y, classes, cfg.embed_c, cfg.seed, init)
+
+
 def _fit_image_head(
     x: np.ndarray, y: np.ndarray, classes: np.ndarray, cfg: TrainConfig, init: LinearHead | None = None
 ) -> LinearHead | None:
     if len(y) < 2 or len(np.unique(y)) < 2:
         return None
-    return fit_logistic(x, y, classes, cfg.image_c, cfg.seed, init=init)
+    return _fit_head(cfg.image_head, x, y, classes, cfg.image_c, cfg.seed, init)
 
 
 def _oof_figures(
