@@ -20,14 +20,14 @@ from rich.table import Table
 
 from prodtype.cli.errors import exit_on
 from prodtype.loop.registry import RegistryError
-from prodtype.loop.retrain import STEPS
+from prodtype.loop.steps import STEPS
 from prodtype.serving.errors import ServiceError
 
 err = Console(stderr=True)
 out = Console()
 
 
-# One option value per retrain step, from the loop's table (prodtype.loop.retrain.RUN_STEPS).
+# One option value per retrain step (prodtype.loop.steps, checked against prodtype.loop.retrain.RUN_STEPS).
 Step = enum.StrEnum("Step", {name: name for name in STEPS})  # type: ignore[misc]
 
 

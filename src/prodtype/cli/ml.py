@@ -20,9 +20,6 @@ from rich.table import Table
 from prodtype.catalog import CatalogError, load_catalog
 from prodtype.cli.errors import exit_on
 from prodtype.config import cache_dirs, get_settings
-from prodtype.data.challenge import DataError, load_dataset
-from prodtype.ml.bundle import BundleError
-from prodtype.ml.image import ImageError
 
 console = Console(stderr=True)
 
@@ -39,7 +36,12 @@ CacheOpt = Annotated[
 
 
 def user_errors() -> AbstractContextManager[None]:
-    """Bad files, bundles, images and values: one red line naming what was wrong, exit status 2."""
+    """Bad files, bundles, images and values: one red line naming what was wrong, exit status 2. (The
+    model's modules load here, when a command runs: ``prodtype --help`` needs none of them.)"""
+    from prodtype.data.challenge import DataError
+    from prodtype.ml.bundle import BundleError
+    from prodtype.ml.image import ImageError
+
     return exit_on((DataError, BundleError, ImageError, CatalogError, FileNotFoundError, ValueError), 2)
 
 
@@ -105,6 +107,8 @@ def train(
         if retrain == "warm" and warm_from is None:
             raise ValueError("--retrain warm needs --warm-from: the bundle of the model this one replaces")
         previous = PreviousModel.load(warm_from) if warm_from is not None else None
+        from prodtype.data.challenge import load_dataset
+
         dataset = load_dataset(x, y, images, image_only)
         console.print(
             f"{len(dataset)} products ({len(dataset.missing_images)} without an image), "
@@ -151,6 +155,8 @@ def evaluate(
 
     with user_errors():
         bundle = load_bundle(model)
+        from prodtype.data.challenge import load_dataset
+
         dataset = load_dataset(x, y, images)
         img_cache, _ = _cache_dirs(cache_dir)
         result = run_evaluation(bundle, dataset, image_cache_dir=img_cache, progress=not as_json)

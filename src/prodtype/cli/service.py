@@ -9,21 +9,18 @@ import enum
 import os
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from prodtype.cli.errors import exit_on
 from prodtype.config import Settings, get_settings
-from prodtype.db import migrate
-from prodtype.db.engine import describe_url, make_engine, make_sessionmaker, session_scope
-from prodtype.db.tables import Role
-from prodtype.serving import users
 from prodtype.serving.errors import ServiceError
-from prodtype.serving.model_holder import find_model
+
+if TYPE_CHECKING:  # the database and model modules load when a command runs, not for ``prodtype --help``
+    from sqlalchemy.orm import Session
 
 console = Console(soft_wrap=True)  # no hard line breaks in logs (paths, URLs)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -47,6 +44,9 @@ WorkersOpt = Annotated[
 @contextmanager
 def _database(settings: Settings) -> Iterator[Session]:
     """A session on the configured database, migrated to the latest schema first."""
+    from prodtype.db import migrate
+    from prodtype.db.engine import make_engine, make_sessionmaker, session_scope
+
     engine = make_engine(settings.resolved_database_url)
     try:
         migrate.upgrade(engine)
@@ -63,6 +63,8 @@ def _service_errors() -> AbstractContextManager[None]:
 def _serve(settings: Settings, host: str | None, port: int | None, workers: int | None) -> None:
     import uvicorn
 
+    from prodtype.db import migrate
+    from prodtype.db.engine import make_engine
     from prodtype.serving.multiproc import multiprocess_dir
 
     workers = workers or settings.workers
@@ -116,6 +118,7 @@ def _first_champion(settings: Settings) -> None:
     from prodtype.loop.registry import RegistryError
     from prodtype.loop.retrain import LoopContext
     from prodtype.loop.retrain_jobs import retrain_lock
+    from prodtype.serving.model_holder import find_model
 
     legacy = find_model(settings)
     if legacy is not None and settings.data_dir is None:
@@ -139,6 +142,9 @@ def _first_champion(settings: Settings) -> None:
 def run(host: HostOpt = None, port: PortOpt = None, workers: WorkersOpt = None) -> None:
     """Everything `make run` needs: a model (the registry's champion, trained first if there is none), the
     database, the first admin, the server."""
+    from prodtype.db.engine import describe_url
+    from prodtype.serving import users
+
     settings = get_settings()
     _check_image_store(settings)  # before a first model is trained, not after
     if settings.model_path is not None:
@@ -173,6 +179,9 @@ def users_create(
     ] = "",
 ) -> None:
     """Create an account (the password is asked for, or read from PRODTYPE_NEW_PASSWORD)."""
+    from prodtype.db.tables import Role
+    from prodtype.serving import users
+
     with _service_errors(), _database(get_settings()) as session:
         user = users.create_user(session, username, password, Role(role.value))
         console.print(f"created {user.username} ({user.role})")
@@ -181,6 +190,8 @@ def users_create(
 @users_app.command("list")
 def users_list() -> None:
     """List the accounts."""
+    from prodtype.serving import users
+
     with _service_errors(), _database(get_settings()) as session:
         rows, _ = users.list_users(session, limit=10_000)
         table = Table("username", "role", "disabled", "created")
@@ -194,6 +205,9 @@ def users_list() -> None:
 @users_app.command("set-role")
 def users_set_role(username: str, role: RoleChoice) -> None:
     """Change an account's role."""
+    from prodtype.db.tables import Role
+    from prodtype.serving import users
+
     with _service_errors(), _database(get_settings()) as session:
         user = users.update_user(session, username, None, role=Role(role.value))
         console.print(f"{user.username} is now {user.role}")
@@ -204,6 +218,8 @@ def users_disable(
     username: str, enable: Annotated[bool, typer.Option("--enable", help="Enable it again instead")] = False
 ) -> None:
     """Disable an account (its tokens stop working at once), or enable it with --enable."""
+    from prodtype.serving import users
+
     with _service_errors(), _database(get_settings()) as session:
         user = users.update_user(session, username, None, disabled=not enable)
         console.print(f"{user.username} is {'disabled' if user.disabled else 'enabled'}")
@@ -212,6 +228,8 @@ def users_disable(
 @users_app.command("logout")
 def users_logout(username: str) -> None:
     """Log an account out everywhere: every token issued to it so far (API and web page) stops working."""
+    from prodtype.serving import users
+
     with _service_errors(), _database(get_settings()) as session:
         user = users.revoke_tokens(session, username, None, why="logged out from the command line")
         console.print(f"{user.username} is logged out everywhere")
@@ -225,6 +243,7 @@ def doctor(
     predictions whose file is missing. Exits 1 while a problem remains."""
     import json
 
+    from prodtype.db.engine import make_engine, make_sessionmaker, session_scope
     from prodtype.serving.doctor import SHOWN, examine
     from prodtype.serving.storage import open_image_store
 

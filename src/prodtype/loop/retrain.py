@@ -34,6 +34,8 @@ from prodtype.loop.ledger import PromotionLedger
 from prodtype.loop.promotion import PromotionDecision, decide, with_live
 from prodtype.loop.registry import CHAMPION, ModelVersionInfo, Registry
 from prodtype.loop.shadow import ShadowLedger, live_comparison
+from prodtype.loop.steps import RUN_STEP_NAMES
+from prodtype.loop.steps import STEPS as STEPS  # re-exported: the steps a run goes through
 from prodtype.loop.trigger import TriggerStatus, trigger_status
 from prodtype.serving.errors import ConflictError, InvalidInputError
 from prodtype.serving.storage import ImageStore, open_image_store
@@ -503,7 +505,8 @@ RUN_STEPS: dict[str, RunStep] = {
     "register": lambda ctx, run_dir, _shuffle, _progress: register(ctx, run_dir).to_dict(),
     "promote": lambda ctx, run_dir, _shuffle, _progress: promote(ctx, run_dir).model_dump(mode="json"),
 }
-STEPS = ("check", *RUN_STEPS)
+if tuple(RUN_STEPS) != RUN_STEP_NAMES:  # one list of steps: the command line offers the names of steps.py
+    raise RuntimeError(f"RUN_STEPS {tuple(RUN_STEPS)} differ from prodtype.loop.steps {RUN_STEP_NAMES}")
 
 
 def run_all(
