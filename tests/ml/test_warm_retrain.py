@@ -131,10 +131,11 @@ def test_retrain_plan_rules(trained_bundle: Path) -> None:
     assert retrain_plan(previous, forced, fitted * 3, classes, version)[0]  # sizes are not checked
 
     # what makes the previous model unusable, named, whatever the mode
+    use = "use-q8+title"
     for cfg, n_classes, enc, expected in [
         (forced, np.append(classes, 99_999), version, "product types it never saw (99999)"),
-        (TrainConfig(retrain="warm", embedder="e5"), classes, version, "sentence embedder use-q8 -> e5"),
-        (TrainConfig(retrain="warm", embedder=None), classes, version, "sentence embedder use-q8 -> None"),
+        (TrainConfig(retrain="warm", embedder="e5"), classes, version, f"sentence embedder {use} -> e5"),
+        (TrainConfig(retrain="warm", embedder=None), classes, version, f"sentence embedder {use} -> None"),
         (TrainConfig(retrain="warm", embed_max_chars=200), classes, version, "embed_max_chars 400 -> 200"),
         (forced, classes, encoder_version("lite0"), f"image encoder {version} -> {encoder_version('lite0')}"),
         (TrainConfig(retrain="warm", tfidf={"char_min_df": 3}), classes, version, "TF-IDF settings"),  # type: ignore[arg-type]

