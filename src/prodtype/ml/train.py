@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 # ``benchmarks/bench_accuracy.py`` (README "Accuracy") to gain weighted F1 at ~15-50 times the text cost.
 PROFILES: dict[str, dict[str, Any]] = {
     "fast": {},
-    "accurate": {"embedder": "e5"},
+    "accurate": {"embedder": "e5+title"},
 }
 
 
