@@ -19,26 +19,23 @@ only, with settings fixed beforehand (nothing tuned on the held-out folds), and 
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sample_folds import ROOT, fold_parser, load_sample
 from sklearn.metrics import f1_score
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from prodtype.data.challenge import load_dataset
 from prodtype.data.text import join_text
 from prodtype.ml.fusion import fit_fusion
 from prodtype.ml.text import TfidfFeatures
 from prodtype.ml.train import TrainConfig, _folds, fit_model
 
-ROOT = Path(__file__).resolve().parent
 NB_ALPHA = 0.3
 
 
@@ -63,17 +60,9 @@ def _nb_logp(x_tr, y_tr, x_te, classes: np.ndarray) -> np.ndarray:  # type: igno
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=ROOT.parent.parent / "shared" / "data" / "rakuten")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--cache-dir", type=Path, default=ROOT.parent / ".cache" / "bench-features")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "branches.md")
-    args = parser.parse_args()
-
+    args = fold_parser(__doc__, ROOT / "results" / "branches.md").parse_args()
     d = args.data
-    ds = load_dataset(d / "X_train.csv", d / "Y_train.csv", d / "image_train", d / "image_only_train.csv")
+    ds = load_sample(d)
     y = ds.products["label"].to_numpy(dtype=np.int64)
     texts = ds.products["text"].tolist()
     unlabelled: list[str] = []

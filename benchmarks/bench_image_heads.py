@@ -12,35 +12,23 @@ served configuration (int8, logistic), mean ± standard error.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
+from sample_folds import ROOT, fold_parser, load_sample
 from sklearn.metrics import f1_score
 
-from prodtype.data.challenge import image_paths, load_dataset
+from prodtype.data.challenge import image_paths
 from prodtype.ml.heads import fit_lda, fit_logistic
 from prodtype.ml.image import ImageEncoder
 from prodtype.ml.train import TrainConfig, _folds
 
-ROOT = Path(__file__).resolve().parent
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=ROOT.parent.parent / "shared" / "data" / "rakuten")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--cache-dir", type=Path, default=ROOT.parent / ".cache" / "bench-features")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "image_heads.md")
-    args = parser.parse_args()
-
-    d = args.data
-    ds = load_dataset(d / "X_train.csv", d / "Y_train.csv", d / "image_train", d / "image_only_train.csv")
+    args = fold_parser(__doc__, ROOT / "results" / "image_heads.md").parse_args()
+    ds = load_sample(args.data)
     y = ds.products["label"].to_numpy(dtype=np.int64)
     y_io = ds.image_only["label"].to_numpy(dtype=np.int64)
     classes = np.unique(np.concatenate([y, y_io]))
