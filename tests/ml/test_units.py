@@ -129,6 +129,22 @@ def test_lda_head_gives_the_lda_posterior_over_the_full_class_list(seen: list[in
     np.testing.assert_array_equal(CLASSES[proba.argmax(axis=1)], reference.predict(x))
 
 
+def test_lda_head_takes_a_type_with_a_single_example_quietly() -> None:
+    """Feedback can bring a product type with one reviewed product: the head stays finite, gives that type
+    a real score, and the covariance's warning about it does not reach the logs."""
+    import warnings
+
+    x, y = blobs([10, 40], seed=4)
+    x = np.vstack([x, np.full((1, x.shape[1]), 9.0, np.float32)])
+    y = np.append(y, 2583)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        head = fit_lda(x, y, CLASSES)
+    assert not [w for w in caught if "one sample" in str(w.message)]
+    assert np.isfinite(head.coef).all() and np.isfinite(head.intercept).all()
+    assert CLASSES[head.scores(x[-1:]).argmax()] == 2583
+
+
 def test_heads_need_two_classes() -> None:
     x, y = blobs([10])
     with pytest.raises(ValueError, match="fewer than 2"):

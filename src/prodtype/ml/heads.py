@@ -6,6 +6,7 @@ training (e.g. no image of it) gets a very low score rather than a missing colum
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -169,7 +170,9 @@ def fit_lda(x: np.ndarray, y: np.ndarray, classes: np.ndarray) -> LinearHead:
     seen = np.unique(y)
     if len(seen) < 2:
         raise ValueError("cannot train a classifier head on fewer than 2 product types")
-    with threadpool_limits(limits=1, user_api="blas"):  # small problems: see fit_logistic
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():  # small: see fit_logistic
+        # a product type with one example (feedback on a new type): its scatter is zero, which is right
+        warnings.filterwarnings("ignore", message="Only one sample available")
         model = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
     coef, bias = _align(classes, model.classes_, model.coef_, model.intercept_)
     return LinearHead("logistic", classes, coef, bias)
