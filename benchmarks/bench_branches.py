@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from sample_folds import ROOT, fold_parser, load_sample
+from sample_folds import ROOT, fold_parser, load_sample, paired_delta, write_table
 from sklearn.metrics import f1_score
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
@@ -131,13 +131,9 @@ def main() -> None:
     for name, values in scores.items():
         delta = ""
         if name.startswith("fused: ") and name != "fused: default":
-            diffs = [a - b for a, b in zip(values, ref, strict=True)]
-            delta = f"{statistics.mean(diffs):+.4f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.4f}"
+            delta = paired_delta(values, ref)
         lines.append(f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {delta} |")
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

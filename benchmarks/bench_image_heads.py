@@ -17,7 +17,7 @@ import statistics
 import time
 
 import numpy as np
-from sample_folds import ROOT, fold_parser, load_sample
+from sample_folds import ROOT, fold_parser, load_sample, paired_delta, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.data.challenge import image_paths
@@ -65,13 +65,9 @@ def main() -> None:
         "|---|---|---|",
     ]
     for key, values in scores.items():
-        diffs = [a - b for a, b in zip(values, ref, strict=True)]
-        delta = f"{statistics.mean(diffs):+.4f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.4f}"
+        delta = paired_delta(values, ref)
         lines.append(f"| {key} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {delta} |")
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    write_table(lines, args.out)
 
 
 if __name__ == "__main__":

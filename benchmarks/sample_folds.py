@@ -27,3 +27,19 @@ def load_sample(data: Path) -> Dataset:
     return load_dataset(
         data / "X_train.csv", data / "Y_train.csv", data / "image_train", data / "image_only_train.csv"
     )
+
+
+def paired_delta(values: list[float], ref: list[float]) -> str:
+    """Mean ± standard error of the per-fold differences ``values - ref`` (the same folds, in order)."""
+    import statistics
+
+    diffs = [a - b for a, b in zip(values, ref, strict=True)]
+    return f"{statistics.mean(diffs):+.4f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.4f}"
+
+
+def write_table(lines: list[str], out: Path) -> None:
+    """Print the table and write it to ``out``."""
+    text = "\n".join(lines)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
