@@ -42,8 +42,11 @@ lint: install
 typecheck: install
 	$(VENV)/bin/mypy
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist), a test file per worker at a time (module
+# fixtures such as a started server stay in one process); PYTEST_WORKERS=0 runs it in this one.
+PYTEST_WORKERS ?= 3
 pytest: install-dev airflow-venv
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from service_support.built_once import built_once
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
@@ -43,7 +45,8 @@ def sample_dataset(data_dir: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def trained_bundle(sample_dataset, feature_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # type: ignore[no-untyped-def]
-    """A real model bundle, trained once per test session on the whole sample with the default config.
+    """A real model bundle, trained once per test run (shared by its xdist workers) on the whole sample with
+    the default config.
 
     ``PRODTYPE_TEST_BUNDLE`` names one trained beforehand instead (scripts/mutation_check.py trains it once
     for all its runs; the mutants it applies leave training alone)."""
@@ -55,10 +58,13 @@ def trained_bundle(sample_dataset, feature_cache_dir: Path, tmp_path_factory: py
             pytest.fail(f"PRODTYPE_TEST_BUNDLE={prebuilt} is not a model bundle (no manifest.json there)")
         return Path(prebuilt)
 
-    return train_model(
-        sample_dataset,
-        tmp_path_factory.mktemp("bundle") / "model",
-        image_cache_dir=feature_cache_dir / "image",
-        text_cache_dir=feature_cache_dir / "text",
-        progress=False,
-    )
+    def build(folder: Path) -> None:
+        train_model(
+            sample_dataset,
+            folder / "model",
+            image_cache_dir=feature_cache_dir / "image",
+            text_cache_dir=feature_cache_dir / "text",
+            progress=False,
+        )
+
+    return built_once(tmp_path_factory, "bundle", build) / "model"

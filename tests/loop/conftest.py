@@ -14,6 +14,7 @@ from prodtype.data.challenge import Dataset
 from prodtype.db.engine import make_engine, make_sessionmaker
 from prodtype.loop.registry import Registry
 from prodtype.loop.retrain import LoopContext
+from service_support.built_once import built_once
 from service_support.databases import Backend, postgres_backend, sqlite_backend  # noqa: F401 (fixtures)
 from service_support.registries import mlflow_template, registry_in  # noqa: F401 (fixture)
 
@@ -77,15 +78,17 @@ def tiny_bundles(
     tiny_data_dir: Path, feature_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Path]:
     """Three real bundles trained once per session on disjoint pairs of types (``a``, ``b``, ``c``: see
-    ``PAIRS``), so that a prediction tells which one answered."""
-    data = load_tiny(tiny_data_dir)
-    root = tmp_path_factory.mktemp("tiny-bundles")
-    bundles = {}
-    for name, types in PAIRS.items():
-        keep = data.products.index[data.products["label"].isin(types)]
-        subset = Dataset(data.products.loc[keep], fingerprint=f"tiny-{name}", sources=data.sources)
-        bundles[name] = train_tiny(subset, root / name, feature_cache_dir / "image")
-    return bundles
+    ``PAIRS``), so that a prediction tells which one answered. Shared by the xdist workers of a run."""
+
+    def build(root: Path) -> None:
+        data = load_tiny(tiny_data_dir)
+        for name, types in PAIRS.items():
+            keep = data.products.index[data.products["label"].isin(types)]
+            subset = Dataset(data.products.loc[keep], fingerprint=f"tiny-{name}", sources=data.sources)
+            train_tiny(subset, root / name, feature_cache_dir / "image")
+
+    root = built_once(tmp_path_factory, "tiny-bundles", build)
+    return {name: root / name for name in PAIRS}
 
 
 @pytest.fixture

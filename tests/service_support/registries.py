@@ -1,4 +1,4 @@
-"""An empty MLflow registry store, migrated once per session (MLflow's own migrations take ~10 s)."""
+"""An empty MLflow registry store, migrated once per test run (MLflow's own migrations take ~10 s)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ import pytest
 
 from prodtype.config import Settings
 from prodtype.loop.registry import Registry
+from service_support.built_once import built_once
 
 
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty, migrated MLflow store; copy it with :func:`registry_in` for each test."""
-    folder = tmp_path_factory.mktemp("mlflow-template")
-    registry = Registry(f"sqlite:///{folder / 'mlflow.db'}")
-    registry.client.search_experiments()
-    return folder / "mlflow.db"
+
+    def build(folder: Path) -> None:
+        Registry(f"sqlite:///{folder / 'mlflow.db'}").client.search_experiments()
+
+    return built_once(tmp_path_factory, "mlflow-template", build) / "mlflow.db"
 
 
 def registry_in(settings: Settings, template: Path) -> Registry:
