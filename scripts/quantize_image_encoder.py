@@ -4,10 +4,11 @@ Starts from the float encoder that ``scripts/export_image_encoder.py`` wrote (no
 
 1. prepends the normalisation, so that the model takes what :func:`prodtype.ml.image.preprocess` gives,
    NHWC uint8 (batch, 224, 224, 3): ``Cast -> (x - 127) / 128 -> Transpose to NCHW``;
-2. quantises it statically with onnxruntime (QDQ format, int8 weights per channel, uint8 activations,
-   MinMax calibration) on product photos, preprocessed exactly as the service preprocesses them
+2. quantises it statically with onnxruntime (QDQ format, int8 weights per channel in a 7-bit range, uint8
+   activations, MinMax calibration) on product photos, preprocessed exactly as the service preprocesses them
    (JPEG DCT-scaled decoding included);
-3. checks the result against the float model on other photos (cosine of the 1280-d features) and writes
+3. checks the result on other photos (cosine of the 1280-d features) against the float model and against the
+   quantised graph run without integer kernels (this CPU's kernels must compute what it means), and writes
    the ONNX file and its spec (``efficientnet_lite0_int8.json``: preprocessing, checksum, calibration) to
    ``src/prodtype/assets/``.
 
@@ -54,8 +55,13 @@ INPUT_NAME = "pixels"
 # JPEGs are decoded at the smallest DCT scale whose long side is still >= this: a 500x500 catalogue photo
 # is decoded at 250x250 (4x fewer pixels to decode), whose centre crop is then resized to 224.
 DECODE_MIN_SIDE = 224
-MIN_COSINE_MEAN = 0.98
-MIN_COSINE = 0.90
+# Against the float network: 7-bit weights cost some parity (0.958 mean, 0.78 min on the sample's 200
+# held-out photos) but not accuracy (the photo branch alone: 0.424 against 0.407 for the float network).
+MIN_COSINE_MEAN = 0.94
+MIN_COSINE = 0.70
+# Against the same graph run without onnxruntime's integer kernels (QDQ nodes in float arithmetic): what the
+# CPU computes must be what the quantised graph means (a saturating kernel gave 0.86 mean, 0.49 min).
+MIN_KERNEL_COSINE = 0.998
 
 
 def with_normalisation(float_model: onnx.ModelProto, spec: EncoderSpec) -> onnx.ModelProto:
@@ -112,10 +118,13 @@ def quantise(normalised: onnx.ModelProto, calibration: np.ndarray) -> bytes:
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QUInt8,
-            # uint8 weights: with int8 ones, onnxruntime's u8 x s8 kernel on x86 CPUs without VNNI (AVX2
-            # only, e.g. the AMD EPYC of 2026-12-02) saturates its 16-bit sums (VPMADDUBSW), and the features
-            # fell to a cosine of 0.85 with the float network (0.99 on a VNNI CPU); u8 x u8 gives 0.993 there
-            weight_type=QuantType.QUInt8,
+            # int8 weights in 7 bits (reduce_range). On x86 CPUs without VNNI (AVX2 only, e.g. the AMD EPYC of
+            # 2026-12-02) onnxruntime's u8 x s8 kernel adds pairs of products in 16 bits (VPMADDUBSW): with
+            # 8-bit weights the sums saturated and the features fell to a cosine of 0.86 with what the graph
+            # means. 255 x 63 x 2 = 32,130 cannot saturate, so every CPU computes the same features (check
+            # below). uint8 weights (u8 x u8) are exact too but are not fused: 60 ms a photo, not 9.6.
+            weight_type=QuantType.QInt8,
+            reduce_range=True,
             calibrate_method=CalibrationMethod.MinMax,
         )
         model = onnx.load(out)
@@ -124,9 +133,13 @@ def quantise(normalised: onnx.ModelProto, calibration: np.ndarray) -> bytes:
         return model.SerializeToString()
 
 
-def features(model: bytes, name: str, output: str, batch: np.ndarray) -> np.ndarray:
+def features(model: bytes, name: str, output: str, batch: np.ndarray, *, optimise: bool = True) -> np.ndarray:
+    """The model's features for ``batch``; ``optimise=False`` runs the QDQ graph node by node in float
+    arithmetic (no fused integer kernels): the reference for what a quantised graph means."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
+    if not optimise:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     return np.concatenate(
         [session.run([output], {name: batch[i : i + 16]})[0] for i in range(0, len(batch), 16)]
@@ -164,7 +177,7 @@ def spec_json(
         "quantisation": {
             "from": {"onnx_file": float_spec["onnx_file"], "onnx_sha256": float_spec["onnx_sha256"]},
             "format": "QDQ, static",
-            "weights": "uint8, per channel (u8 x u8: exact on CPUs without VNNI, see quantise)",
+            "weights": "int8 in 7 bits (reduce_range), per channel: no saturation without VNNI",
             "activations": "uint8, per tensor",
             "calibration": {
                 "method": "MinMax",
@@ -209,13 +222,18 @@ def main(argv: list[str] | None = None) -> int:
     reference = features(float_bytes, spec.input_name, spec.output_name, spec.model_input(held_out))
     quantised = features(first, INPUT_NAME, spec.output_name, held_out)
     cos = cosines(reference, quantised)
+    kernel = cosines(features(first, INPUT_NAME, spec.output_name, held_out, optimise=False), quantised)
     parity = {
         "photos": len(held_out),
         "cosine_mean": round(float(cos.mean()), 4),
         "cosine_min": round(float(cos.min()), 4),
+        "kernel_cosine_min": round(float(kernel.min()), 4),
     }
     if cos.mean() < MIN_COSINE_MEAN or cos.min() < MIN_COSINE:
         print(f"error: int8 features drift from the float model's: {parity}")
+        return 1
+    if kernel.min() < MIN_KERNEL_COSINE:
+        print(f"error: this CPU's integer kernels do not compute what the quantised graph means: {parity}")
         return 1
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,28 @@ def test_int8_graph_stays_close_and_does_not_depend_on_the_batch(texts: list[str
     np.testing.assert_allclose(alone, together[:40], atol=1e-5)
 
 
+def test_int8_photo_encoder_computes_what_its_graph_means_on_this_cpu(data_dir: Path) -> None:
+    """The integer kernels of the CPU running the tests against the quantised graph run node by node in float
+    arithmetic (no fused kernels). On x86 CPUs without VNNI, int8 weights in a full 8-bit range saturated the
+    16-bit sums of onnxruntime's u8 x s8 kernel: cosine 0.86 mean, 0.49 min against this reference (0.99 on a
+    VNNI CPU), so a model trained on one CPU saw other features on another."""
+    import onnxruntime as ort
+
+    encoder = ImageEncoder(threads=2, name="lite0-int8")
+    paths = sorted((data_dir / "image_train").glob("*.jpg"))[::40][:30]
+    batch = np.stack([encoder.prepare(p.read_bytes()) for p in paths])
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    reference = ort.InferenceSession(
+        str(encoder.spec.onnx_path), options, providers=["CPUExecutionProvider"]
+    ).run([encoder.spec.output_name], {encoder.spec.input_name: encoder.spec.model_input(batch)})[0]
+    served = encoder.encode_preprocessed(batch)
+    cosine = (reference * served).sum(axis=1) / (
+        np.linalg.norm(reference, axis=1) * np.linalg.norm(served, axis=1)
+    )
+    assert cosine.min() > 0.998, cosine
+
+
 def test_int8_photo_encoder_agrees_with_the_float_one(data_dir: Path) -> None:
     paths = sorted((data_dir / "image_train").glob("*.jpg"))[::40][:30]
     float_features, ok_float, _ = ImageEncoder(threads=2, name="lite0").encode_files(paths)
@@ -113,7 +135,9 @@ def test_int8_photo_encoder_agrees_with_the_float_one(data_dir: Path) -> None:
     assert ok_float.all() and ok_int8.all()
     norms = np.linalg.norm(float_features, axis=1) * np.linalg.norm(int8_features, axis=1)
     cosine = (float_features * int8_features).sum(axis=1) / norms
-    assert cosine.mean() > 0.98 and cosine.min() > 0.9, cosine
+    # 7-bit weights: 0.958 mean on the quantisation's held-out photos, and a photo branch as accurate as the
+    # float network's (README, Accuracy); a broken quantisation (wrong normalisation, lost layer) is far lower
+    assert cosine.mean() > 0.94 and cosine.min() > 0.7, cosine
     # the two encoders are told apart: a bundle records which one its heads were trained on
     assert ImageEncoder(name="lite0").version != ImageEncoder(name="lite0-int8").version
 
