@@ -158,6 +158,14 @@ class Settings(BaseSettings):
 
     jwt_secret: SecretStr | None = None
     admin_password: SecretStr | None = None
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, GET /metrics answers only requests with 'Authorization: Bearer <this token>'",
+    )
+    metrics_token_file: Path | None = Field(
+        default=None,
+        description="A file holding PRODTYPE_METRICS_TOKEN (a Docker secret, as Prometheus reads it)",
+    )
     token_lifetime_minutes: int = Field(default=60, gt=0)
     upload_limit_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
@@ -239,6 +247,30 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PRODTYPE_S3_ACCESS_KEY_ID and PRODTYPE_S3_SECRET_ACCESS_KEY must be set together (or "
                 "neither, to use the AWS credential chain: AWS_ACCESS_KEY_ID, a profile, a role)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _metrics_token(self) -> Settings:
+        source = "PRODTYPE_METRICS_TOKEN"
+        if self.metrics_token_file is not None:
+            if self.metrics_token is not None:
+                raise ValueError("set PRODTYPE_METRICS_TOKEN or PRODTYPE_METRICS_TOKEN_FILE, not both")
+            source = f"PRODTYPE_METRICS_TOKEN_FILE {self.metrics_token_file}"
+            try:
+                text = self.metrics_token_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"{source}: cannot be read ({exc})") from exc
+            self.metrics_token = SecretStr(text)
+        token = self.metrics_token.get_secret_value() if self.metrics_token is not None else None
+        if (
+            token == "" and self.metrics_token_file is None
+        ):  # an empty variable (a blank line in .env): no token
+            self.metrics_token = token = None
+        if token is not None and (len(token) < 16 or any(c.isspace() or not c.isprintable() for c in token)):
+            raise ValueError(
+                f"{source}: expected one token of at least 16 printable characters without spaces, as "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'` prints"
             )
         return self
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from prodtype.app import create_app
 from prodtype.config import Settings
@@ -102,3 +103,30 @@ def test_each_app_counts_its_own_requests(
     health = {"method": "GET", "route": f"{API}/health", "status": "200"}
     assert value(scrape(other), "prodtype_http_requests_total", **health) == 0
     assert value(scrape(client), "prodtype_http_requests_total", **health) == 1
+
+
+def test_a_metrics_token_restricts_the_endpoint_to_the_scraper(
+    settings: Settings, model_holder: ModelHolder
+) -> None:
+    token = "scraper-" + "t" * 40
+    client = TestClient(
+        create_app(settings.model_copy(update={"metrics_token": SecretStr(token)}), model_holder=model_holder)
+    )
+    for headers in (
+        {},
+        {"Authorization": f"Bearer {token[:-1]}"},
+        {"Authorization": f"Bearer {token}x"},
+        {"Authorization": f"Basic {token}"},
+        {"Authorization": token},
+        {"Authorization": "Bearer "},
+    ):
+        refused = client.get("/metrics", headers=headers)
+        assert refused.status_code == 401, headers
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+        assert "PRODTYPE_METRICS_TOKEN" in refused.json()["detail"]
+        assert "prodtype_" not in refused.text
+    answered = client.get("/metrics", headers={"Authorization": f"bearer {token}"})
+    assert answered.status_code == 200
+    assert any(f.name == "prodtype_model_loaded" for f in text_string_to_metric_families(answered.text))
+    # the rest of the API is not behind that token
+    assert client.get(f"{API}/health").status_code == 200

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -35,8 +36,9 @@ def prometheus_binary() -> str:
 
 
 @contextmanager
-def running_prometheus(folder: Path, target: str) -> Iterator[str]:
-    """Prometheus scraping ``target`` every second with the project's rules, ``for`` shortened to 1 s."""
+def running_prometheus(folder: Path, target: str, token_file: Path) -> Iterator[str]:
+    """Prometheus scraping ``target`` every second with the project's rules, ``for`` shortened to 1 s, sending
+    the bearer token of ``token_file`` as deploy/prometheus.yml does."""
     data = yaml.safe_load(RULES.read_text())
     for group in data["groups"]:
         group["interval"] = "1s"
@@ -46,7 +48,13 @@ def running_prometheus(folder: Path, target: str) -> Iterator[str]:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "900ms"},
         "rule_files": ["alerts.yml"],
-        "scrape_configs": [{"job_name": "prodtype", "static_configs": [{"targets": [target]}]}],
+        "scrape_configs": [
+            {
+                "job_name": "prodtype",
+                "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
+                "static_configs": [{"targets": [target]}],
+            }
+        ],
     }
     (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
@@ -95,21 +103,28 @@ class Monitored:
 @contextmanager
 def monitored_service(bundle: Path, folder: Path, password: str, **env: str) -> Iterator[Monitored]:
     """``prodtype run`` serving ``bundle`` (storage and Prometheus' files under ``folder``; ``env`` adds or
-    overrides settings), scraped by Prometheus, with a client logged in as the admin."""
+    overrides settings), scraped by Prometheus with the metrics token (nobody else may read ``/metrics``),
+    with a client logged in as the admin."""
+    token_file = folder / "metrics_token"
+    token_file.write_text(secrets.token_urlsafe(32) + "\n")
     settings = {
         "PRODTYPE_STORAGE_DIR": str(folder / "storage"),
         "PRODTYPE_MODEL_PATH": str(bundle),
         "PRODTYPE_ADMIN_PASSWORD": password,
         "PRODTYPE_METRICS_REFRESH_SECONDS": "0",
         "PRODTYPE_FOLLOW_CHAMPION": "false",
+        "PRODTYPE_METRICS_TOKEN_FILE": str(token_file),
         **env,
     }
     (folder / "prometheus").mkdir()
     with (
         running_server("run", settings) as server,
-        running_prometheus(folder / "prometheus", server.url.removeprefix("http://")) as prometheus,
+        running_prometheus(
+            folder / "prometheus", server.url.removeprefix("http://"), token_file
+        ) as prometheus,
         httpx.Client(base_url=server.url, timeout=60) as client,
     ):
+        assert client.get("/metrics").status_code == 401  # what Prometheus sees, it sees with the token
         token = client.post(f"{API}/auth/token", data={"username": "admin", "password": password})
         assert token.status_code == 200, token.text
         yield Monitored(prometheus, client, {"Authorization": f"Bearer {token.json()['access_token']}"})

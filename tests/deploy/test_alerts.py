@@ -84,11 +84,23 @@ def test_the_rule_unit_tests_pass() -> None:
     assert "SUCCESS" in result.stdout
 
 
-def test_prometheus_loads_the_rules_and_sends_to_alertmanager() -> None:
-    result = run(tool("promtool"), "check", "config", str(DEPLOY / "prometheus.yml"))
+def test_prometheus_loads_the_rules_and_sends_to_alertmanager(tmp_path: Path) -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    # promtool checks that the token file exists: the compose secret, here a file of this test's own
+    token_file = tmp_path / "metrics_token"
+    token_file.write_text("t" * 43 + "\n")
+    for job in config["scrape_configs"]:
+        if "authorization" in job:
+            assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+            job["authorization"]["credentials_file"] = str(token_file)
+    for rule_file in config["rule_files"]:  # relative to the config: copied beside the checked copy
+        (tmp_path / rule_file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DEPLOY / rule_file, tmp_path / rule_file)
+    checked = tmp_path / "prometheus.yml"
+    checked.write_text(yaml.safe_dump(config))
+    result = run(tool("promtool"), "check", "config", str(checked))
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(EXPECTED)} rules found" in result.stdout  # the rule file was found and read
-    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
     targets = config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
     assert targets == ["alertmanager:9093"]
     services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]

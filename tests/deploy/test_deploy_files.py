@@ -223,7 +223,12 @@ def test_compose_holds_no_secrets() -> None:
         assert isinstance(env, dict), f"{name}: environment as a mapping, please"
         for key, value in env.items():
             text = str(value)
-            if SECRET_NAME.search(key):
+            if key.endswith("_FILE") and SECRET_NAME.search(key):
+                # a secret read from a file: a compose secret, mounted under /run/secrets
+                assert text.startswith("/run/secrets/") and text.removeprefix("/run/secrets/") in service.get(
+                    "secrets", []
+                ), f"{name}.{key} must name a compose secret of the service: /run/secrets/<name>"
+            elif SECRET_NAME.search(key):
                 assert INTERPOLATION.fullmatch(text), (
                     f"{name}.{key} must come from the environment: ${{{key}}}"
                 )
@@ -241,6 +246,21 @@ def test_prometheus_scrapes_the_metrics_of_prodtype() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert jobs["prodtype"]["metrics_path"] == "/metrics"
     assert jobs["prodtype"]["static_configs"][0]["targets"] == ["prodtype:8000"]
+
+
+def test_prometheus_and_prodtype_share_the_metrics_token_and_nothing_else_does() -> None:
+    data = compose()
+    services = data["services"]
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    job = {job["job_name"]: job for job in config["scrape_configs"]}["prodtype"]
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_token"}
+    assert services["prodtype"]["environment"]["PRODTYPE_METRICS_TOKEN_FILE"] == "/run/secrets/metrics_token"
+    holders = {name for name, service in services.items() if "metrics_token" in service.get("secrets", [])}
+    assert holders == {"prodtype", "prometheus"}
+    source = DEPLOY / data["secrets"]["metrics_token"]["file"]
+    assert source.parent == DEPLOY / "secrets" and _git_ignored(source), "the token file must stay out of git"
+    # the Airflow workers share prodtype's settings anchor, not its token
+    assert "PRODTYPE_METRICS_TOKEN_FILE" not in services["airflow-worker"]["environment"]
 
 
 def _compose_client() -> str | None:
@@ -344,6 +364,8 @@ def test_every_service_refers_to_services_networks_volumes_and_files_that_exist(
                 assert path.exists() or _git_ignored(path), f"{name} mounts {source}, missing from deploy/"
             else:
                 assert source in volumes, f"{name} mounts the volume {source}, not declared under volumes:"
+        for secret in service.get("secrets", []):
+            assert secret in data.get("secrets", {}), f"{name} uses the secret {secret}, not declared"
         if "build" in service:
             build = service["build"]
             assert (DEPLOY / build["context"] / build["dockerfile"]).is_file(), name

@@ -55,3 +55,35 @@ def test_development_generates_a_secret_once_and_keeps_it_private(tmp_path: Path
     path = tmp_path / "storage" / ".jwt_secret"
     assert path.read_text() == first and path.stat().st_mode & 0o777 == 0o600
     assert settings(tmp_path).jwt_secret_value() == first  # the next start signs with the same key
+
+
+def test_the_metrics_token_comes_from_the_variable_or_a_file(tmp_path: Path) -> None:
+    assert settings(tmp_path).metrics_token is None
+    assert settings(tmp_path, metrics_token="").metrics_token is None  # a blank line in .env: no token
+    token = secrets.token_urlsafe(32)
+    assert settings(tmp_path, metrics_token=token).metrics_token.get_secret_value() == token  # type: ignore[union-attr]
+    secret_file = tmp_path / "metrics_token"
+    secret_file.write_text(token + "\n")  # as `echo` writes it
+    from_file = settings(tmp_path, metrics_token_file=secret_file)
+    assert from_file.metrics_token is not None and from_file.metrics_token.get_secret_value() == token
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"metrics_token": "short"}, "PRODTYPE_METRICS_TOKEN: expected one token of at least 16"),
+        ({"metrics_token": "two words " + "x" * 20}, "without spaces"),
+        ({"metrics_token_file": "missing"}, r"PRODTYPE_METRICS_TOKEN_FILE .*missing: cannot be read"),
+        ({"metrics_token_file": "empty"}, r"PRODTYPE_METRICS_TOKEN_FILE .*empty: expected one token"),
+        ({"metrics_token_file": "empty", "metrics_token": "y" * 20}, "not both"),
+    ],
+    ids=["short", "spaces", "missing-file", "empty-file", "both"],
+)
+def test_a_bad_metrics_token_is_refused_naming_where_it_came_from(
+    tmp_path: Path, values: dict[str, str], message: str
+) -> None:
+    (tmp_path / "empty").write_text("\n")
+    if "metrics_token_file" in values:
+        values = {**values, "metrics_token_file": str(tmp_path / values["metrics_token_file"])}
+    with pytest.raises(ValidationError, match=message):
+        settings(tmp_path, **values)

@@ -2,20 +2,23 @@
 prediction latency and the model being served.
 
 Only aggregates are exported (counts and timings by route template, type code and model version), never
-usernames, ids or product text, so the endpoint needs no login. Each app has its own registry, so that
-several apps in one process (the tests) do not share counters. With several worker processes
-(``prodtype serve --workers N``) the figures are kept in prometheus-client's multiprocess mode, so that any
-worker's ``/metrics`` answers for all of them (:mod:`prodtype.serving.multiproc`).
+usernames, ids or product text, so the endpoint needs no user login; ``PRODTYPE_METRICS_TOKEN`` restricts it
+to a scraper that sends that bearer token. Each app has its own registry, so that several apps in one
+process (the tests) do not share counters. With several worker processes (``prodtype serve --workers N``)
+the figures are kept in prometheus-client's multiprocess mode, so that any worker's ``/metrics`` answers
+for all of them (:mod:`prodtype.serving.multiproc`).
 """
 
 from __future__ import annotations
 
+import hmac
 import re
 import time
 from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -217,6 +220,26 @@ def install_metrics(app: FastAPI) -> Metrics:
 
     @app.get(METRICS_PATH, include_in_schema=False)
     def prometheus_metrics(request: Request) -> Response:
+        refused = _refused(request)
+        if refused is not None:
+            return refused
         return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return metrics
+
+
+def _refused(request: Request) -> Response | None:
+    """401 when ``PRODTYPE_METRICS_TOKEN`` is set and the request does not carry it as a bearer token."""
+    settings = getattr(request.app.state, "settings", None)
+    token = getattr(settings, "metrics_token", None)
+    if token is None or not token.get_secret_value():
+        return None
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    expected = token.get_secret_value().encode()
+    if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected):
+        return None
+    return JSONResponse(
+        {"detail": "GET /metrics needs the scraper's 'Authorization: Bearer <PRODTYPE_METRICS_TOKEN>'"},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+    )
