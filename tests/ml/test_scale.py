@@ -128,6 +128,9 @@ def test_training_killed_mid_way_leaves_no_bundle_and_a_consistent_cache(
         if not store.is_file():
             return 0
         with sqlite3.connect(store, timeout=30) as conn:
+            # the file exists a moment before the trainer's schema is committed in it
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'features'").fetchone() is None:
+                return 0
             count: int = conn.execute("SELECT count(*) FROM features").fetchone()[0]
         return count
 
