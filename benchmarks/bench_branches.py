@@ -20,12 +20,11 @@ only, with settings fixed beforehand (nothing tuned on the held-out folds), and 
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import numpy as np
 import pandas as pd
-from sample_folds import ROOT, fold_parser, load_sample, paired_delta, write_table
+from sample_folds import ROOT, fold_parser, load_sample, out_of_fold, score_rows, write_table
 from sklearn.metrics import f1_score
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
@@ -34,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from prodtype.data.text import join_text
 from prodtype.ml.fusion import fit_fusion
 from prodtype.ml.text import TfidfFeatures
-from prodtype.ml.train import TrainConfig, _folds, fit_model
+from prodtype.ml.train import TrainConfig, _folds
 
 NB_ALPHA = 0.3
 
@@ -77,13 +76,7 @@ def main() -> None:
     start = time.perf_counter()
     load = os.getloadavg()[0]
     for seed in args.seeds:
-        result = fit_model(
-            ds,
-            TrainConfig(seed=seed),
-            image_cache_dir=args.cache_dir / "image",
-            text_cache_dir=args.cache_dir / "text",
-            progress=False,
-        )
+        result = out_of_fold(ds, TrainConfig(seed=seed), args.cache_dir)
         assert result.oof_branches is not None
         base, has_img = result.oof_branches, result.has_image
         classes = result.model.classes
@@ -128,11 +121,8 @@ def main() -> None:
         "| row | weighted F1 (mean ± sd) | Δ vs default fused, paired (mean ± se) |",
         "|---|---|---|",
     ]
-    for name, values in scores.items():
-        delta = ""
-        if name.startswith("fused: ") and name != "fused: default":
-            delta = paired_delta(values, ref)
-        lines.append(f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {delta} |")
+    lines += score_rows({n: v for n, v in scores.items() if not n.startswith("fused: ")}, ref, delta=False)
+    lines += score_rows({n: v for n, v in scores.items() if n.startswith("fused: ")}, ref)
     write_table(lines, args.out)
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from bench_branches import _svm_scores
-from sample_folds import ROOT, fold_parser, load_sample, paired_delta, write_table
+from sample_folds import ROOT, fold_parser, load_sample, out_of_fold, score_rows, write_table
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -49,7 +49,7 @@ from prodtype.ml.embeddings import encode_cached, get_embedder
 from prodtype.ml.fusion import fit_fusion
 from prodtype.ml.heads import fit_lda, fit_svm
 from prodtype.ml.text import TfidfFeatures
-from prodtype.ml.train import TrainConfig, _folds, fit_model
+from prodtype.ml.train import TrainConfig, _folds
 
 KNN_K, KNN_TEMP = 15, 0.05
 SELF_TRAIN_MIN_P = 0.8
@@ -171,13 +171,7 @@ def main() -> None:
     pseudo: list[int] = []
     start, load = time.perf_counter(), os.getloadavg()[0]
     for seed in args.seeds:
-        result = fit_model(
-            ds,
-            TrainConfig(seed=seed),
-            image_cache_dir=args.cache_dir / "image",
-            text_cache_dir=args.cache_dir / "text",
-            progress=False,
-        )
+        result = out_of_fold(ds, TrainConfig(seed=seed), args.cache_dir)
         assert result.oof_branches is not None
         base, has_img = result.oof_branches, result.has_image
         classes = result.model.classes
@@ -253,9 +247,8 @@ def main() -> None:
         "| row | weighted F1 (mean ± sd) | Δ vs default fused, paired (mean ± se) |",
         "|---|---|---|",
     ]
-    for name, values in scores.items():
-        delta = paired_delta(values, ref) if name.startswith("fused: ") and name != "fused: default" else ""
-        lines.append(f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {delta} |")
+    lines += score_rows({n: v for n, v in scores.items() if not n.startswith("fused: ")}, ref, delta=False)
+    lines += score_rows({n: v for n, v in scores.items() if n.startswith("fused: ")}, ref)
     write_table(lines, args.out)
 
 

@@ -13,11 +13,10 @@ served configuration (int8, logistic), mean ± standard error.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 import numpy as np
-from sample_folds import ROOT, fold_parser, load_sample, paired_delta, write_table
+from sample_folds import ROOT, fold_parser, load_sample, score_rows, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.data.challenge import image_paths
@@ -64,9 +63,7 @@ def main() -> None:
         "| encoder: head | weighted F1 (mean ± sd) | Δ vs the first row, paired (mean ± se) |",
         "|---|---|---|",
     ]
-    for key, values in scores.items():
-        delta = paired_delta(values, ref)
-        lines.append(f"| {key} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {delta} |")
+    lines += score_rows(scores, ref)
     write_table(lines, args.out)
 
 

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import statistics
 import time
 
 import numpy as np
 from PIL import Image
-from sample_folds import ROOT, fold_parser, load_sample, paired_delta, write_table
+from sample_folds import ROOT, fold_parser, load_sample, score_rows, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.data.challenge import image_paths
@@ -101,11 +100,7 @@ def main() -> None:
         "| photo head trained on | weighted F1 (mean ± sd) | Δ vs the served view, paired (mean ± se) |",
         "|---|---|---|",
     ]
-    for name, values in scores.items():
-        lines.append(
-            f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | "
-            f"{paired_delta(values, ref)} |"
-        )
+    lines += score_rows(scores, ref)
     write_table(lines, args.out)
 
 

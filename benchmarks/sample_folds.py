@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prodtype.data.challenge import Dataset, load_dataset
+
+if TYPE_CHECKING:
+    from prodtype.ml.train import TrainConfig, TrainingResult
 
 ROOT = Path(__file__).resolve().parent
 
@@ -43,3 +47,26 @@ def write_table(lines: list[str], out: Path) -> None:
     print(text)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text + "\n")
+
+
+def out_of_fold(ds: Dataset, config: TrainConfig, cache_dir: Path) -> TrainingResult:
+    """``fit_model`` on the whole sample with the benchmark's feature caches: its branches' out-of-fold
+    outputs on StratifiedKFold(``config.folds``, ``config.seed``), the folds of ``bench_accuracy.py``."""
+    from prodtype.ml.train import fit_model
+
+    result = fit_model(
+        ds, config, image_cache_dir=cache_dir / "image", text_cache_dir=cache_dir / "text", progress=False
+    )
+    assert result.oof_branches is not None
+    return result
+
+
+def score_rows(scores: dict[str, list[float]], ref: list[float], delta: bool = True) -> list[str]:
+    """Table rows ``| name | mean ± sd | paired Δ vs ref |`` (the Δ column empty without ``delta``)."""
+    import statistics
+
+    rows = []
+    for name, values in scores.items():
+        d = paired_delta(values, ref) if delta else ""
+        rows.append(f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {d} |")
+    return rows
