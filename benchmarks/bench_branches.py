@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 import pandas as pd
-from sample_folds import ROOT, fold_parser, load_sample, out_of_fold, score_rows, write_table
+from sample_folds import ROOT, fold_parser, fused_table, load_sample, out_of_fold, write_table
 from sklearn.metrics import f1_score
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
@@ -113,16 +113,12 @@ def main() -> None:
         print(f"seed {seed} done", flush=True)
 
     ref = scores["fused: default"]
-    lines = [
+    title = (
         f"Text branches beside the default stack, out of fold (seeds {args.seeds}, {len(ref)} folds; "
         f"{len(unlabelled)} unlabelled texts); {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"load {load:.1f} at the start, {time.perf_counter() - start:.0f} s",
-        "",
-        "| row | weighted F1 (mean ± sd) | Δ vs default fused, paired (mean ± se) |",
-        "|---|---|---|",
-    ]
-    lines += score_rows({n: v for n, v in scores.items() if not n.startswith("fused: ")}, ref, delta=False)
-    lines += score_rows({n: v for n, v in scores.items() if n.startswith("fused: ")}, ref)
+        f"load {load:.1f} at the start, {time.perf_counter() - start:.0f} s"
+    )
+    lines = fused_table(title, scores)
     write_table(lines, args.out)
 
 

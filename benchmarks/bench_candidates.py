@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from bench_branches import _svm_scores
-from sample_folds import ROOT, fold_parser, load_sample, out_of_fold, score_rows, write_table
+from sample_folds import ROOT, fold_parser, fused_table, load_sample, out_of_fold, write_table
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -239,16 +239,12 @@ def main() -> None:
 
     ref = scores["fused: default"]
     pseudo_note = f"{statistics.mean(pseudo):.0f} pseudo-labelled of {len(unlabelled)}" if pseudo else "none"
-    lines = [
+    title = (
         f"Candidates beside the default stack, out of fold (fold seeds {args.seeds}, {len(ref)} folds; "
         f"self-training: {pseudo_note} unlabelled texts per fold); {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"load {load:.1f} at the start, {time.perf_counter() - start:.0f} s",
-        "",
-        "| row | weighted F1 (mean ± sd) | Δ vs default fused, paired (mean ± se) |",
-        "|---|---|---|",
-    ]
-    lines += score_rows({n: v for n, v in scores.items() if not n.startswith("fused: ")}, ref, delta=False)
-    lines += score_rows({n: v for n, v in scores.items() if n.startswith("fused: ")}, ref)
+        f"load {load:.1f} at the start, {time.perf_counter() - start:.0f} s"
+    )
+    lines = fused_table(title, scores)
     write_table(lines, args.out)
 
 

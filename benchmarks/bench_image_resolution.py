@@ -25,10 +25,9 @@ import time
 
 import numpy as np
 from PIL import Image
-from sample_folds import ROOT, fold_parser, load_sample, paired_delta, write_table
+from sample_folds import ROOT, fold_parser, load_sample, paired_delta, photos, write_table
 from sklearn.metrics import f1_score
 
-from prodtype.data.challenge import image_paths
 from prodtype.ml.heads import fit_logistic
 from prodtype.ml.train import TrainConfig, _folds
 
@@ -54,14 +53,9 @@ def pixels(path: str, size: int, crop: float) -> np.ndarray:
 
 def main() -> None:
     args = fold_parser(__doc__, ROOT / "results" / "image_resolution.md").parse_args()
-    ds = load_sample(args.data)
-    y = ds.products["label"].to_numpy(dtype=np.int64)
-    y_io = ds.image_only["label"].to_numpy(dtype=np.int64)
-    classes = np.unique(np.concatenate([y, y_io]))
+    ph = photos(load_sample(args.data))
+    y, y_io, classes, paths, kept, row = ph.y, ph.y_io, ph.classes, ph.paths, ph.kept, ph.row
     n = len(y)
-    paths = image_paths(ds.products) + image_paths(ds.image_only)
-    kept = [i for i, p in enumerate(paths) if p]
-    row = {i: j for j, i in enumerate(kept)}
     net = build_feature_model().net  # type: ignore[attr-defined]
     start, load = time.perf_counter(), os.getloadavg()[0]
     feats: dict[str, np.ndarray] = {}

@@ -20,10 +20,9 @@ import time
 
 import numpy as np
 from PIL import Image
-from sample_folds import ROOT, fold_parser, load_sample, score_rows, write_table
+from sample_folds import ROOT, fold_parser, load_sample, photos, score_rows, write_table
 from sklearn.metrics import f1_score
 
-from prodtype.data.challenge import image_paths
 from prodtype.ml.heads import fit_logistic
 from prodtype.ml.image import ImageEncoder, preprocess
 from prodtype.ml.train import TrainConfig, _folds
@@ -47,23 +46,18 @@ def main() -> None:
         "tight": (False, 0.7),
         "mirror whole": (True, 1.0),
     }
-    ds = load_sample(args.data)
-    y = ds.products["label"].to_numpy(dtype=np.int64)
-    y_io = ds.image_only["label"].to_numpy(dtype=np.int64)
-    classes = np.unique(np.concatenate([y, y_io]))
+    ph = photos(load_sample(args.data))
+    y, y_io, classes, paths, kept, row = ph.y, ph.y_io, ph.classes, ph.paths, ph.kept, ph.row
     n = len(y)
-    paths = image_paths(ds.products) + image_paths(ds.image_only)
-    kept = [i for i, p in enumerate(paths) if p]
-    row = {i: j for j, i in enumerate(kept)}
     start, load = time.perf_counter(), os.getloadavg()[0]
     parts: dict[str, list[np.ndarray]] = {v: [] for v in views}
     for b in range(0, len(kept), 32):
-        photos = [Image.open(str(paths[i])).convert("RGB") for i in kept[b : b + 32]]
+        opened = [Image.open(str(paths[i])).convert("RGB") for i in kept[b : b + 32]]
         for view, (mirror, crop) in views.items():
             view_spec = dataclasses.replace(spec, crop_fraction=crop)
             batch = [
                 preprocess(p.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirror else p, view_spec)
-                for p in photos
+                for p in opened
             ]
             parts[view].append(encoder.encode_preprocessed(np.stack(batch)))
     feats = {v: np.vstack(p) for v, p in parts.items()}

@@ -5,8 +5,11 @@ the sample. Imported as ``sample_folds`` by scripts run as ``python benchmarks/N
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from prodtype.data.challenge import Dataset, load_dataset
 
@@ -70,3 +73,44 @@ def score_rows(scores: dict[str, list[float]], ref: list[float], delta: bool = T
         d = paired_delta(values, ref) if delta else ""
         rows.append(f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {d} |")
     return rows
+
+
+def fused_table(title: str, scores: dict[str, list[float]]) -> list[str]:
+    """``title``, then the rows not named ``fused: ...`` (no Δ) and the ``fused: ...`` rows with their Δ
+    paired against ``fused: default``."""
+    ref = scores["fused: default"]
+    lines = [
+        title,
+        "",
+        "| row | weighted F1 (mean ± sd) | Δ vs default fused, paired (mean ± se) |",
+        "|---|---|---|",
+    ]
+    lines += score_rows({n: v for n, v in scores.items() if not n.startswith("fused: ")}, ref, delta=False)
+    lines += score_rows({n: v for n, v in scores.items() if n.startswith("fused: ")}, ref)
+    return lines
+
+
+@dataclass
+class Photos:
+    """The sample's labels and photo files: the products' (``y``) then the image-only photos' (``y_io``);
+    ``kept`` lists the indices of ``paths`` that have a photo and ``row`` maps such an index to its row in
+    arrays computed for ``kept`` only."""
+
+    y: np.ndarray
+    y_io: np.ndarray
+    classes: np.ndarray
+    paths: list[str | None]
+    kept: list[int]
+    row: dict[int, int]
+
+
+def photos(ds: Dataset) -> Photos:
+    from prodtype.data.challenge import image_paths
+
+    y = ds.products["label"].to_numpy(dtype=np.int64)
+    y_io = ds.image_only["label"].to_numpy(dtype=np.int64)
+    paths = image_paths(ds.products) + image_paths(ds.image_only)
+    kept = [i for i, p in enumerate(paths) if p]
+    return Photos(
+        y, y_io, np.unique(np.concatenate([y, y_io])), paths, kept, {i: j for j, i in enumerate(kept)}
+    )
