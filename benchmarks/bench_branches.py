@@ -77,7 +77,6 @@ def main() -> None:
     load = os.getloadavg()[0]
     for seed in args.seeds:
         result = out_of_fold(ds, TrainConfig(seed=seed), args.cache_dir)
-        assert result.oof_branches is not None
         base, has_img = result.oof_branches, result.has_image
         classes = result.model.classes
         y_idx = np.searchsorted(classes, y)

@@ -67,9 +67,7 @@ def _knn_logp(e_tr: np.ndarray, y_tr: np.ndarray, e_te: np.ndarray, classes: np.
     near = np.take_along_axis(sim, idx, axis=1)
     w = softmax(near / KNN_TEMP, axis=1)
     out = np.full((len(e_te), len(classes)), 1e-3)
-    y_idx = np.searchsorted(classes, y_tr)[idx]
-    for r in range(len(e_te)):
-        np.add.at(out[r], y_idx[r], w[r])
+    np.add.at(out, (np.arange(len(e_te))[:, None], np.searchsorted(classes, y_tr)[idx]), w)
     return np.log(out / out.sum(axis=1, keepdims=True))
 
 
@@ -172,7 +170,6 @@ def main() -> None:
     start, load = time.perf_counter(), os.getloadavg()[0]
     for seed in args.seeds:
         result = out_of_fold(ds, TrainConfig(seed=seed), args.cache_dir)
-        assert result.oof_branches is not None
         base, has_img = result.oof_branches, result.has_image
         classes = result.model.classes
         k = len(classes)
