@@ -32,7 +32,7 @@ import time
 
 import numpy as np
 from bench_image_resolution import pixels
-from sample_folds import ROOT, fold_parser, load_sample, paired_delta, photos, write_table
+from sample_folds import ROOT, fold_parser, load_sample, photos, score_rows, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.ml.heads import fit_logistic
@@ -186,12 +186,7 @@ def main() -> None:
         "| photo head | weighted F1 (mean ± sd) | Δ vs reference, paired (mean ± se) | s/fit |",
         "|---|---|---|---|",
     ]
-    for name, values in scores.items():
-        delta = "" if name == ref_name else paired_delta(values, ref)
-        lines.append(
-            f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {delta} | "
-            f"{statistics.mean(seconds[name]):.1f} |"
-        )
+    lines += score_rows(scores, ref, extra={n: f"{statistics.mean(v):.1f}" for n, v in seconds.items()})
     write_table(lines, args.out)
 
 

@@ -19,13 +19,12 @@ process's threads), to compare sizes, not the served onnxruntime cost.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 from PIL import Image
-from sample_folds import ROOT, fold_parser, load_sample, paired_delta, photos, write_table
+from sample_folds import ROOT, fold_parser, load_sample, photos, score_rows, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.ml.heads import fit_logistic
@@ -106,11 +105,7 @@ def main() -> None:
         "| input, pooling | weighted F1 (mean ± sd) | Δ vs 224 px mean, paired (mean ± se) | ms/photo |",
         "|---|---|---|---|",
     ]
-    for name, values in scores.items():
-        lines.append(
-            f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | "
-            f"{paired_delta(values, ref)} | {ms[name]:.0f} |"
-        )
+    lines += score_rows(scores, ref, extra={name: f"{ms[name]:.0f}" for name in scores})
     write_table(lines, args.out)
 
 

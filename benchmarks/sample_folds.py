@@ -64,14 +64,20 @@ def out_of_fold(ds: Dataset, config: TrainConfig, cache_dir: Path) -> TrainingRe
     return result
 
 
-def score_rows(scores: dict[str, list[float]], ref: list[float], delta: bool = True) -> list[str]:
-    """Table rows ``| name | mean ± sd | paired Δ vs ref |`` (the Δ column empty without ``delta``)."""
+def score_rows(
+    scores: dict[str, list[float]], ref: list[float], delta: bool = True, extra: dict[str, str] | None = None
+) -> list[str]:
+    """Table rows ``| name | mean ± sd | paired Δ vs ref |`` (the Δ column empty without ``delta`` and on
+    the row of ``ref`` itself), then ``extra[name] |`` where ``extra`` is given."""
     import statistics
 
     rows = []
     for name, values in scores.items():
-        d = paired_delta(values, ref) if delta else ""
-        rows.append(f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {d} |")
+        d = paired_delta(values, ref) if delta and values is not ref else ""
+        more = f" {extra[name]} |" if extra is not None else ""
+        rows.append(
+            f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {d} |{more}"
+        )
     return rows
 
 
