@@ -19,12 +19,9 @@ only, with settings fixed beforehand (nothing tuned on the held-out folds), and 
 
 from __future__ import annotations
 
-import os
-import time
-
 import numpy as np
 import pandas as pd
-from sample_folds import ROOT, fold_parser, fused_table, load_sample, out_of_fold, write_table
+from sample_folds import ROOT, Clock, fold_parser, fused_table, load_sample, out_of_fold, write_table
 from sklearn.metrics import f1_score
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
@@ -73,8 +70,7 @@ def main() -> None:
     x_wide = TfidfFeatures(cfg.tfidf).fit(texts + unlabelled).transform(texts)
 
     scores: dict[str, list[float]] = {}
-    start = time.perf_counter()
-    load = os.getloadavg()[0]
+    clock = Clock()
     for seed in args.seeds:
         result = out_of_fold(ds, TrainConfig(seed=seed), args.cache_dir)
         base, has_img = result.oof_branches, result.has_image
@@ -114,8 +110,7 @@ def main() -> None:
     ref = scores["fused: default"]
     title = (
         f"Text branches beside the default stack, out of fold (seeds {args.seeds}, {len(ref)} folds; "
-        f"{len(unlabelled)} unlabelled texts); {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"load {load:.1f} at the start, {time.perf_counter() - start:.0f} s"
+        f"{len(unlabelled)} unlabelled texts); {clock.stamp()}"
     )
     lines = fused_table(title, scores)
     write_table(lines, args.out)

@@ -27,16 +27,14 @@ every Δ is paired against the same stack. Candidates:
 
 from __future__ import annotations
 
-import os
 import statistics
-import time
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from bench_branches import _svm_scores
-from sample_folds import ROOT, fold_parser, fused_table, load_sample, out_of_fold, write_table
+from sample_folds import ROOT, Clock, fold_parser, fused_table, load_sample, out_of_fold, write_table
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -167,7 +165,7 @@ def main() -> None:
 
     scores: dict[str, list[float]] = {}
     pseudo: list[int] = []
-    start, load = time.perf_counter(), os.getloadavg()[0]
+    clock = Clock()
     for seed in args.seeds:
         result = out_of_fold(ds, TrainConfig(seed=seed), args.cache_dir)
         base, has_img = result.oof_branches, result.has_image
@@ -232,14 +230,13 @@ def main() -> None:
                 p = fit_gated_fusion(branches[:, tr], has_img[tr], m[tr], y_idx[tr])
                 pred = classes[p(branches[:, te], has_img[te], m[te]).argmax(1)]
                 scores.setdefault(f"fused: {name}, gated fusion", []).append(_wf1(y[te], pred))
-        print(f"seed {seed} done ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(f"seed {seed} done ({clock.elapsed():.0f} s)", flush=True)
 
     ref = scores["fused: default"]
     pseudo_note = f"{statistics.mean(pseudo):.0f} pseudo-labelled of {len(unlabelled)}" if pseudo else "none"
     title = (
         f"Candidates beside the default stack, out of fold (fold seeds {args.seeds}, {len(ref)} folds; "
-        f"self-training: {pseudo_note} unlabelled texts per fold); {time.strftime('%Y-%m-%d %H:%M')}, "
-        f"load {load:.1f} at the start, {time.perf_counter() - start:.0f} s"
+        f"self-training: {pseudo_note} unlabelled texts per fold); {clock.stamp()}"
     )
     lines = fused_table(title, scores)
     write_table(lines, args.out)

@@ -25,14 +25,13 @@ error; ``s/fit`` is one fit's time on this machine (a model needs six: five out-
 from __future__ import annotations
 
 import copy
-import os
 import statistics
 import sys
 import time
 
 import numpy as np
 from bench_image_resolution import pixels
-from sample_folds import ROOT, fold_parser, load_sample, photos, score_rows, write_table
+from sample_folds import ROOT, Clock, fold_parser, load_sample, photos, score_rows, table, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.ml.heads import fit_logistic
@@ -120,7 +119,7 @@ def main() -> None:
     y, y_io, classes, kept, row = ph.y, ph.y_io, ph.classes, ph.kept, ph.row
     n = len(y)
     net = build_feature_model().net  # type: ignore[attr-defined]
-    start, load = time.perf_counter(), os.getloadavg()[0]
+    clock = Clock()
     before, after = [], []
     with torch.no_grad():
         for b in range(0, len(kept), 32):
@@ -132,7 +131,7 @@ def main() -> None:
             after.append(post)
         maps = {"block": torch.cat(before), "head": torch.cat(after)}
         pooled = net._swish(net._bn1(net._conv_head(maps["head"]))).mean((2, 3)).numpy()
-    print(f"feature maps of {len(kept)} photos: {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"feature maps of {len(kept)} photos: {clock.elapsed():.0f} s", flush=True)
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[int(y[i]) if i < n else int(y_io[i - n])] for i in kept])
     io_rows = np.array([row[i] for i in kept if i >= n])
@@ -171,23 +170,18 @@ def main() -> None:
                     pred = model(maps[mode][te_rows]).argmax(1).numpy()
                 scores.setdefault(name, []).append(f1_score(labels[te_rows], pred, average="weighted"))
             print(
-                "fold "
-                + " ".join(f"{v[-1]:.4f}" for v in scores.values())
-                + f"  {time.perf_counter() - start:.0f} s",
+                "fold " + " ".join(f"{v[-1]:.4f}" for v in scores.values()) + f"  {clock.elapsed():.0f} s",
                 flush=True,
             )
     ref = scores[ref_name]
-    lines = [
+    title = (
         f"Photo branch alone (float EfficientNet-Lite0, 224 px), products with a photo ({int(has.sum())}), "
         f"+{len(io_rows)} image-only photos in training; fold seeds {args.seeds}, {len(ref)} folds; "
-        f"{time.strftime('%Y-%m-%d %H:%M')}, load {load:.1f} at the start, {torch.get_num_threads()} "
-        f"torch threads, {time.perf_counter() - start:.0f} s",
-        "",
-        "| photo head | weighted F1 (mean ± sd) | Δ vs reference, paired (mean ± se) | s/fit |",
-        "|---|---|---|---|",
-    ]
-    lines += score_rows(scores, ref, extra={n: f"{statistics.mean(v):.1f}" for n, v in seconds.items()})
-    write_table(lines, args.out)
+        f"{clock.stamp(f'{torch.get_num_threads()} torch threads')}"
+    )
+    columns = ["photo head", "weighted F1 (mean ± sd)", "Δ vs reference, paired (mean ± se)", "s/fit"]
+    rows = score_rows(scores, ref, extra={n: f"{statistics.mean(v):.1f}" for n, v in seconds.items()})
+    write_table(table(title, columns, rows), args.out)
 
 
 if __name__ == "__main__":

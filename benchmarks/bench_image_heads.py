@@ -12,11 +12,8 @@ served configuration (int8, logistic), mean ± standard error.
 
 from __future__ import annotations
 
-import os
-import time
-
 import numpy as np
-from sample_folds import ROOT, fold_parser, load_sample, score_rows, write_table
+from sample_folds import ROOT, Clock, fold_parser, load_sample, score_rows, table, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.data.challenge import image_paths
@@ -32,7 +29,7 @@ def main() -> None:
     y_io = ds.image_only["label"].to_numpy(dtype=np.int64)
     classes = np.unique(np.concatenate([y, y_io]))
     n, image_c = len(y), TrainConfig().image_c
-    start, load = time.perf_counter(), os.getloadavg()[0]
+    clock = Clock()
     scores: dict[str, list[float]] = {}
     for name in ("lite0-int8", "lite0"):
         encoder = ImageEncoder(name=name)
@@ -54,17 +51,13 @@ def main() -> None:
         print(f"{name} done", flush=True)
 
     ref = next(iter(scores.values()))
-    took = time.perf_counter() - start
-    lines = [
+    title = (
         f"Photo branch alone, products with a photo ({int((ds.products['image_path'].notna()).sum())}), "
         f"+{len(y_io)} image-only photos in training; fold seeds {args.seeds}, {len(ref)} folds; "
-        f"{time.strftime('%Y-%m-%d %H:%M')}, load {load:.1f} at the start, {took:.0f} s",
-        "",
-        "| encoder: head | weighted F1 (mean ± sd) | Δ vs the first row, paired (mean ± se) |",
-        "|---|---|---|",
-    ]
-    lines += score_rows(scores, ref)
-    write_table(lines, args.out)
+        f"{clock.stamp()}"
+    )
+    columns = ["encoder: head", "weighted F1 (mean ± sd)", "Δ vs the first row, paired (mean ± se)"]
+    write_table(table(title, columns, score_rows(scores, ref)), args.out)
 
 
 if __name__ == "__main__":

@@ -18,13 +18,12 @@ process's threads), to compare sizes, not the served onnxruntime cost.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
 import numpy as np
 from PIL import Image
-from sample_folds import ROOT, fold_parser, load_sample, photos, score_rows, write_table
+from sample_folds import ROOT, Clock, fold_parser, load_sample, photos, score_rows, table, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.ml.heads import fit_logistic
@@ -56,7 +55,7 @@ def main() -> None:
     y, y_io, classes, paths, kept, row = ph.y, ph.y_io, ph.classes, ph.paths, ph.kept, ph.row
     n = len(y)
     net = build_feature_model().net  # type: ignore[attr-defined]
-    start, load = time.perf_counter(), os.getloadavg()[0]
+    clock = Clock()
     feats: dict[str, np.ndarray] = {}
     ms: dict[str, float] = {}
     for size, crop in SIZES:
@@ -96,17 +95,19 @@ def main() -> None:
                 pred = classes[head.scores(x[te_rows]).argmax(1)]
                 scores.setdefault(name, []).append(f1_score(y[te], pred, average="weighted"))
     ref = scores["224 px: mean"]
-    lines = [
+    title = (
         f"Photo branch alone (float EfficientNet-Lite0), products with a photo ({int(has.sum())}), "
         f"+{len(io_rows)} image-only photos in training; fold seeds {args.seeds}, {len(ref)} folds; "
-        f"{time.strftime('%Y-%m-%d %H:%M')}, load {load:.1f} at the start, {torch.get_num_threads()} "
-        f"torch threads, {time.perf_counter() - start:.0f} s",
-        "",
-        "| input, pooling | weighted F1 (mean ± sd) | Δ vs 224 px mean, paired (mean ± se) | ms/photo |",
-        "|---|---|---|---|",
+        f"{clock.stamp(f'{torch.get_num_threads()} torch threads')}"
+    )
+    columns = [
+        "input, pooling",
+        "weighted F1 (mean ± sd)",
+        "Δ vs 224 px mean, paired (mean ± se)",
+        "ms/photo",
     ]
-    lines += score_rows(scores, ref, extra={name: f"{ms[name]:.0f}" for name in scores})
-    write_table(lines, args.out)
+    rows = score_rows(scores, ref, extra={name: f"{ms[name]:.0f}" for name in scores})
+    write_table(table(title, columns, rows), args.out)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,10 @@ paired per fold against the reference, mean ± standard error.
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 
 import numpy as np
 from PIL import Image
-from sample_folds import ROOT, fold_parser, load_sample, photos, score_rows, write_table
+from sample_folds import ROOT, Clock, fold_parser, load_sample, photos, score_rows, table, write_table
 from sklearn.metrics import f1_score
 
 from prodtype.ml.heads import fit_logistic
@@ -49,7 +47,7 @@ def main() -> None:
     ph = photos(load_sample(args.data))
     y, y_io, classes, paths, kept, row = ph.y, ph.y_io, ph.classes, ph.paths, ph.kept, ph.row
     n = len(y)
-    start, load = time.perf_counter(), os.getloadavg()[0]
+    clock = Clock()
     parts: dict[str, list[np.ndarray]] = {v: [] for v in views}
     for b in range(0, len(kept), 32):
         opened = [Image.open(str(paths[i])).convert("RGB") for i in kept[b : b + 32]]
@@ -85,17 +83,13 @@ def main() -> None:
                         f1_score(y[te], classes[np.asarray(mean).argmax(1)], average="weighted")
                     )
     ref = scores["served view (reference)"]
-    lines = [
+    title = (
         f"Photo head on more views of each photo ({encoder.version}), products with a photo "
         f"({int(has.sum())}), +{len(io_rows)} image-only photos in training; fold seeds {args.seeds}, "
-        f"{len(ref)} folds; {time.strftime('%Y-%m-%d %H:%M')}, load {load:.1f} at the start, "
-        f"{time.perf_counter() - start:.0f} s",
-        "",
-        "| photo head trained on | weighted F1 (mean ± sd) | Δ vs the served view, paired (mean ± se) |",
-        "|---|---|---|",
-    ]
-    lines += score_rows(scores, ref)
-    write_table(lines, args.out)
+        f"{len(ref)} folds; {clock.stamp()}"
+    )
+    columns = ["photo head trained on", "weighted F1 (mean ± sd)", "Δ vs the served view, paired (mean ± se)"]
+    write_table(table(title, columns, score_rows(scores, ref)), args.out)
 
 
 if __name__ == "__main__":

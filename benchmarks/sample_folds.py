@@ -81,19 +81,41 @@ def score_rows(
     return rows
 
 
+class Clock:
+    """A benchmark's start: the time and the machine's load when it was made."""
+
+    def __init__(self) -> None:
+        import os
+        import time
+
+        self.started, self.load = time.perf_counter(), os.getloadavg()[0]
+
+    def elapsed(self) -> float:
+        import time
+
+        return time.perf_counter() - self.started
+
+    def stamp(self, also: str = "") -> str:
+        """``DATE TIME, load L at the start, [also, ]S s`` for a table's title (the time it is written)."""
+        import time
+
+        more = f"{also}, " if also else ""
+        when = time.strftime("%Y-%m-%d %H:%M")
+        return f"{when}, load {self.load:.1f} at the start, {more}{self.elapsed():.0f} s"
+
+
+def table(title: str, columns: list[str], rows: list[str]) -> list[str]:
+    """A Markdown table: ``title``, a blank line, the header of ``columns``, its rule, then ``rows``."""
+    return [title, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows]
+
+
 def fused_table(title: str, scores: dict[str, list[float]]) -> list[str]:
     """``title``, then the rows not named ``fused: ...`` (no Δ) and the ``fused: ...`` rows with their Δ
     paired against ``fused: default``."""
     ref = scores["fused: default"]
-    lines = [
-        title,
-        "",
-        "| row | weighted F1 (mean ± sd) | Δ vs default fused, paired (mean ± se) |",
-        "|---|---|---|",
-    ]
-    lines += score_rows({n: v for n, v in scores.items() if not n.startswith("fused: ")}, ref, delta=False)
-    lines += score_rows({n: v for n, v in scores.items() if n.startswith("fused: ")}, ref)
-    return lines
+    rows = score_rows({n: v for n, v in scores.items() if not n.startswith("fused: ")}, ref, delta=False)
+    rows += score_rows({n: v for n, v in scores.items() if n.startswith("fused: ")}, ref)
+    return table(title, ["row", "weighted F1 (mean ± sd)", "Δ vs default fused, paired (mean ± se)"], rows)
 
 
 @dataclass
