@@ -5,6 +5,9 @@ the sample. Imported as ``sample_folds`` by scripts run as ``python benchmarks/N
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,8 +41,6 @@ def load_sample(data: Path) -> Dataset:
 
 def paired_delta(values: list[float], ref: list[float]) -> str:
     """Mean ± standard error of the per-fold differences ``values - ref`` (the same folds, in order)."""
-    import statistics
-
     diffs = [a - b for a, b in zip(values, ref, strict=True)]
     return f"{statistics.mean(diffs):+.4f} ± {statistics.stdev(diffs) / len(diffs) ** 0.5:.4f}"
 
@@ -69,8 +70,6 @@ def score_rows(
 ) -> list[str]:
     """Table rows ``| name | mean ± sd | paired Δ vs ref |`` (the Δ column empty without ``delta`` and on
     the row of ``ref`` itself), then ``extra[name] |`` where ``extra`` is given."""
-    import statistics
-
     rows = []
     for name, values in scores.items():
         d = paired_delta(values, ref) if delta and values is not ref else ""
@@ -85,20 +84,13 @@ class Clock:
     """A benchmark's start: the time and the machine's load when it was made."""
 
     def __init__(self) -> None:
-        import os
-        import time
-
         self.started, self.load = time.perf_counter(), os.getloadavg()[0]
 
     def elapsed(self) -> float:
-        import time
-
         return time.perf_counter() - self.started
 
     def stamp(self, also: str = "") -> str:
         """``DATE TIME, load L at the start, [also, ]S s`` for a table's title (the time it is written)."""
-        import time
-
         more = f"{also}, " if also else ""
         when = time.strftime("%Y-%m-%d %H:%M")
         return f"{when}, load {self.load:.1f} at the start, {more}{self.elapsed():.0f} s"
