@@ -20,23 +20,26 @@ only, with settings fixed beforehand (nothing tuned on the held-out folds), and 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
-from sample_folds import ROOT, Clock, fold_parser, fused_table, load_sample, out_of_fold, write_table
-from sklearn.metrics import f1_score
+from sample_folds import (
+    ROOT,
+    Clock,
+    fold_parser,
+    fused_table,
+    load_sample,
+    out_of_fold,
+    unlabelled_texts,
+    weighted_f1,
+    write_table,
+)
 from sklearn.naive_bayes import ComplementNB
 from sklearn.svm import LinearSVC
 from threadpoolctl import threadpool_limits
 
-from prodtype.data.text import join_text
 from prodtype.ml.fusion import fit_fusion
 from prodtype.ml.text import TfidfFeatures
 from prodtype.ml.train import TrainConfig, _folds
 
 NB_ALPHA = 0.3
-
-
-def _wf1(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(f1_score(y, pred, average="weighted", zero_division=0))
 
 
 def _svm_scores(
@@ -61,10 +64,7 @@ def main() -> None:
     ds = load_sample(d)
     y = ds.products["label"].to_numpy(dtype=np.int64)
     texts = ds.products["text"].tolist()
-    unlabelled: list[str] = []
-    if (d / "X_test_sample.csv").is_file():
-        xt = pd.read_csv(d / "X_test_sample.csv", index_col=0, keep_default_na=False)
-        unlabelled = [join_text(a, b) for a, b in zip(xt["designation"], xt["description"], strict=True)]
+    unlabelled = unlabelled_texts(d)
     cfg = TrainConfig()
     x_text = TfidfFeatures(cfg.tfidf).fit(texts).transform(texts)
     x_wide = TfidfFeatures(cfg.tfidf).fit(texts + unlabelled).transform(texts)
@@ -93,18 +93,22 @@ def main() -> None:
             "unlabelled texts in the vocabulary": np.concatenate([wide[None], base[1:]]),
         }
         for tr, te in folds:
-            scores.setdefault("text: SVM alone", []).append(_wf1(y[te], classes[base[0][te].argmax(1)]))
-            scores.setdefault("text: naive Bayes alone", []).append(_wf1(y[te], classes[nb[te].argmax(1)]))
+            scores.setdefault("text: SVM alone", []).append(
+                weighted_f1(y[te], classes[base[0][te].argmax(1)])
+            )
+            scores.setdefault("text: naive Bayes alone", []).append(
+                weighted_f1(y[te], classes[nb[te].argmax(1)])
+            )
             scores.setdefault("text: balanced SVM alone", []).append(
-                _wf1(y[te], classes[balanced[te].argmax(1)])
+                weighted_f1(y[te], classes[balanced[te].argmax(1)])
             )
             scores.setdefault("text: SVM, vocabulary with unlabelled texts", []).append(
-                _wf1(y[te], classes[wide[te].argmax(1)])
+                weighted_f1(y[te], classes[wide[te].argmax(1)])
             )
             for name, branches in variants.items():
                 f = fit_fusion(branches[:, tr], has_img[tr], y_idx[tr])
                 pred = classes[f.proba(branches[:, te], has_img[te]).argmax(1)]
-                scores.setdefault(f"fused: {name}", []).append(_wf1(y[te], pred))
+                scores.setdefault(f"fused: {name}", []).append(weighted_f1(y[te], pred))
         print(f"seed {seed} done", flush=True)
 
     ref = scores["fused: default"]

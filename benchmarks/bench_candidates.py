@@ -31,18 +31,26 @@ import statistics
 from collections.abc import Callable
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 from bench_branches import _svm_scores
-from sample_folds import ROOT, Clock, fold_parser, fused_table, load_sample, out_of_fold, write_table
+from sample_folds import (
+    ROOT,
+    Clock,
+    fold_parser,
+    fused_table,
+    load_sample,
+    out_of_fold,
+    unlabelled_texts,
+    weighted_f1,
+    write_table,
+)
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.metrics import f1_score
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
 
-from prodtype.data.text import clean_text, join_text
+from prodtype.data.text import clean_text
 from prodtype.ml.embeddings import encode_cached, get_embedder
 from prodtype.ml.fusion import fit_fusion
 from prodtype.ml.heads import fit_lda, fit_svm
@@ -51,10 +59,6 @@ from prodtype.ml.train import TrainConfig, _folds
 
 KNN_K, KNN_TEMP = 15, 0.05
 SELF_TRAIN_MIN_P = 0.8
-
-
-def _wf1(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(f1_score(y, pred, average="weighted", zero_division=0))
 
 
 def _knn_logp(e_tr: np.ndarray, y_tr: np.ndarray, e_te: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -148,10 +152,7 @@ def main() -> None:
     has_desc = np.array([t != x for t, x in zip(titles, texts, strict=True)], dtype=float)
     log_len = np.log1p(np.array([len(t) for t in texts], dtype=float))
     meta = np.stack([has_desc, log_len], axis=1)
-    unlabelled: list[str] = []
-    if (d / "X_test_sample.csv").is_file():
-        xt = pd.read_csv(d / "X_test_sample.csv", index_col=0, keep_default_na=False)
-        unlabelled = [join_text(a, b) for a, b in zip(xt["designation"], xt["description"], strict=True)]
+    unlabelled = unlabelled_texts(d)
     cfg = TrainConfig()
     tfidf = TfidfFeatures(cfg.tfidf).fit(texts)
     x_text = tfidf.transform(texts).tocsr()
@@ -218,18 +219,20 @@ def main() -> None:
         gated = ("default", "balanced SVM + title words")
         for tr, te in folds:
             for name in ("bal", "titled", "knn", "mlp", "st_svm"):
-                scores.setdefault(f"alone: {name}", []).append(_wf1(y[te], classes[out[name][te].argmax(1)]))
+                scores.setdefault(f"alone: {name}", []).append(
+                    weighted_f1(y[te], classes[out[name][te].argmax(1)])
+                )
             for name, branches in variants.items():
                 f = fit_fusion(branches[:, tr], has_img[tr], y_idx[tr])
                 pred = classes[f.proba(branches[:, te], has_img[te]).argmax(1)]
-                scores.setdefault(f"fused: {name}", []).append(_wf1(y[te], pred))
+                scores.setdefault(f"fused: {name}", []).append(weighted_f1(y[te], pred))
             mu, sd = meta[tr].mean(axis=0), meta[tr].std(axis=0) + 1e-9
             m = (meta - mu) / sd
             for name in gated:
                 branches = variants[name]
                 p = fit_gated_fusion(branches[:, tr], has_img[tr], m[tr], y_idx[tr])
                 pred = classes[p(branches[:, te], has_img[te], m[te]).argmax(1)]
-                scores.setdefault(f"fused: {name}, gated fusion", []).append(_wf1(y[te], pred))
+                scores.setdefault(f"fused: {name}, gated fusion", []).append(weighted_f1(y[te], pred))
         print(f"seed {seed} done ({clock.elapsed():.0f} s)", flush=True)
 
     ref = scores["fused: default"]

@@ -39,6 +39,27 @@ def load_sample(data: Path) -> Dataset:
     )
 
 
+def unlabelled_texts(data: Path) -> list[str]:
+    """The texts of ``X_test_sample.csv`` in ``data`` (no labels: the challenge gives none), joined as the
+    model joins them; none where the file is absent."""
+    import pandas as pd
+
+    from prodtype.data.text import join_text
+
+    path = data / "X_test_sample.csv"
+    if not path.is_file():
+        return []
+    xt = pd.read_csv(path, index_col=0, keep_default_na=False)
+    return [join_text(a, b) for a, b in zip(xt["designation"], xt["description"], strict=True)]
+
+
+def weighted_f1(y: np.ndarray, pred: np.ndarray) -> float:
+    """The challenge's metric (0 for a type never predicted)."""
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, pred, average="weighted", zero_division=0))
+
+
 def paired_delta(values: list[float], ref: list[float]) -> str:
     """Mean ± standard error of the per-fold differences ``values - ref`` (the same folds, in order)."""
     diffs = [a - b for a, b in zip(values, ref, strict=True)]
