@@ -4,16 +4,19 @@ words of the title and description as the page shows them."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from prodtype.data.text import clean_text
 from prodtype.ml.bundle import ModelBundle, load_bundle
-from prodtype.ml.explain import Explanation, explain, highlight
+from prodtype.ml.explain import Explanation, _char_grams, explain, highlight
 from prodtype.ml.fusion import stack_branches
 from prodtype.ml.predictor import ProductInput
+from prodtype.ml.text import TfidfConfig, TfidfFeatures
 
 POOL = "Piscine tubulaire ronde 3,05 x 0,76 m avec pompe de filtration"
 CLEAR_CUT = [
@@ -172,14 +175,40 @@ def test_words_are_the_fields_words_and_ngrams_map_to_the_words_they_cover(bundl
         assert fields[w.field][w.start : w.end] == w.text
     for g in e.ngrams:
         covered = [e.words[i].text.lower() for i in g.words]
-        if g.kind == "char":
-            assert covered and all(g.ngram.strip() in c for c in covered)  # cut from each of these words
+        if g.kind == "char":  # held by these words, in order: across the space between them if several
+            assert covered and g.ngram.strip() in " ".join(covered)
         else:
             assert all(part in " ".join(covered) for part in g.ngram.split())
     fifa = [w for w in e.words if w.text == "FIFA"]
     assert len(fifa) == 2 and fifa[0].to_predicted == pytest.approx(fifa[1].to_predicted, rel=0.2)
-    bigrams = {g.ngram: [e.words[i].text for i in g.words] for g in e.ngrams if " " in g.ngram}
+    bigrams = {g.ngram: [e.words[i].text for i in g.words] for g in e.ngrams if g.kind == "word"}
     assert bigrams["sur playstation"] == ["sur", "PlayStation"]  # a bigram belongs to both its words
+    across = {g.ngram: [e.words[i].text for i in g.words] for g in e.ngrams if g.kind == "char"}
+    assert across["r pl"] == ["sur", "PlayStation"]  # so does a character n-gram across their space
+
+
+@pytest.mark.parametrize("analyzer", ["char", "char_wb"])
+def test_character_ngrams_are_those_the_model_counts_each_on_the_words_it_holds(
+    sample_dataset, analyzer: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The explanation's character n-grams of a text are exactly the analyzer's (as many of each), for the
+    default n-grams across spaces and the within-word ones of older models, and each is placed on the
+    words whose characters it holds."""
+    texts = [clean_text(t[:300]) for t in sample_dataset.products["text"].tolist()[:150]]  # as the model's
+    vec = TfidfFeatures(TfidfConfig(char_analyzer=analyzer, char_ngrams=(1, 5))).fit(texts).char
+    assert vec is not None
+    analyze = vec.build_analyzer()
+    spanning = 0
+    for text in texts:
+        words = text.split()
+        grams = list(_char_grams(vec, words))
+        assert Counter(g for g, _ in grams) == Counter(analyze(text))
+        for gram, owners in grams:
+            assert owners == tuple(range(owners[0], owners[0] + len(owners)))  # neighbours, in order
+            joined = " ".join(words[i].lower() for i in owners)
+            assert gram.strip() in joined
+            spanning += len(owners) > 1
+    assert (spanning > 0) == (analyzer == "char")
 
 
 def test_highlights_cover_the_text_and_mark_the_decisive_words(bundle: ModelBundle) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,40 @@ def test_tfidf_transform_before_fit_is_an_error() -> None:
 def test_tfidf_config_rejects_bad_ngram_ranges(field: str, bad: tuple[int, int]) -> None:
     with pytest.raises(ValueError, match=f"TfidfConfig.{field}="):
         TfidfConfig(**{field: bad})
+
+
+def test_tfidf_config_rejects_an_unknown_character_analyzer() -> None:
+    with pytest.raises(
+        ValueError, match=r"TfidfConfig.char_analyzer='word': expected one of \('char', 'char_wb'\)"
+    ):
+        TfidfConfig(char_analyzer="word")
+
+
+def test_character_ngrams_cross_spaces_by_default(texts: list[str]) -> None:
+    fitted = TfidfFeatures(TfidfConfig(char_max_features=None)).fit(texts)
+    assert fitted.char is not None
+    assert "e de" in fitted.char.vocabulary_  # " de " joins many French words: only "char" n-grams hold it
+    within = TfidfFeatures(TfidfConfig(char_analyzer="char_wb", char_max_features=None)).fit(texts)
+    assert within.char is not None and "e de" not in within.char.vocabulary_
+
+
+def test_tfidf_saved_before_the_analyzer_setting_loads_as_char_wb(texts: list[str], tmp_path: Path) -> None:
+    """A model saved before ``char_analyzer`` existed used n-grams within words, and its saved configuration
+    does not say so: it must keep them, or its vocabulary would meet other n-grams (and score silently
+    worse); a report's configuration is read the same way for a warm retrain."""
+    old = TfidfFeatures(TfidfConfig(char_analyzer="char_wb")).fit(texts[:200])
+    old.save(tmp_path)
+    meta = json.loads((tmp_path / "tfidf.json").read_text(encoding="utf-8"))
+    del meta["config"]["char_analyzer"]
+    (tmp_path / "tfidf.json").write_text(json.dumps(meta), encoding="utf-8")
+    loaded = TfidfFeatures.load(tmp_path)
+    assert loaded.config.char_analyzer == "char_wb"
+    assert (loaded.transform(texts[200:]) != old.transform(texts[200:])).nnz == 0
+    assert TfidfConfig.from_saved({"char_ngrams": [2, 4]}) == TfidfConfig(
+        char_ngrams=(2, 4), char_analyzer="char_wb"
+    )
+    assert TfidfConfig.from_saved({"char_analyzer": "char"}).char_analyzer == "char"
+    assert TrainConfig(tfidf={"char_min_df": 3}).tfidf.char_analyzer == "char"  # type: ignore[arg-type]
 
 
 # -- linear heads -----------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Two decompositions, both exact (they add up to the model's own numbers, to round
 * **Words.** The TF-IDF head is linear: its score of a type is ``sum_f x_f * coef[k, f] + b_k``. Each n-gram
   ``f`` of the text therefore contributes ``x_f * coef[k, f] * w_text`` to the fused logit of type ``k``
   (``w_text`` being the text branch's fusion weight). Word n-grams belong to the word(s) they join and
-  character n-grams to the word they were cut from (``char_wb`` never crosses a space); an n-gram seen
+  character n-grams to the word(s) whose characters they hold (``char`` n-grams may cross a space, those of
+  older ``char_wb`` models never do; one of spaces alone belongs to the words beside it); an n-gram seen
   several times shares its contribution equally between its occurrences, and an n-gram spanning several
   words equally between them, so the words' contributions add up to the n-grams' exactly.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -31,8 +33,11 @@ from prodtype.data.text import clean_text
 from prodtype.ml.fusion import stack_branches
 from prodtype.ml.model import FusedModel
 from prodtype.ml.predictor import ProductInput
+from prodtype.ml.text import TfidfFeatures
 
 if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     from prodtype.ml.bundle import ModelBundle
 
 Field = Literal["title", "description", "separator"]
@@ -175,10 +180,9 @@ Occurrences = dict[int, list[tuple[int, ...]]]
 Names = dict[int, tuple[str, Literal["word", "char"]]]
 
 
-def _occurrences(model: FusedModel, words: list[str]) -> tuple[Occurrences, Names]:
+def _occurrences(tfidf: TfidfFeatures, words: list[str]) -> tuple[Occurrences, Names]:
     """feature index -> the words (tuple of word indices) of each occurrence of that n-gram in the text,
     and feature index -> (n-gram, kind)."""
-    tfidf = model.tfidf
     if tfidf.word is None or tfidf.char is None:
         raise RuntimeError("the TF-IDF features are not fitted")
     found: Occurrences = defaultdict(list)
@@ -195,15 +199,43 @@ def _occurrences(model: FusedModel, words: list[str]) -> tuple[Occurrences, Name
             if index is not None:
                 found[index].append(tuple(dict.fromkeys(i for _, i in window)))
                 names[index] = (gram, "word")
-    # char_wb n-grams are cut from each whitespace-separated word on its own, so each belongs to one word
-    char_analyze, char_vocab, offset = tfidf.char.build_analyzer(), tfidf.char.vocabulary_, len(vocab)
-    for i, w in enumerate(words):
-        for gram in char_analyze(w):
-            index = char_vocab.get(gram)
-            if index is not None:
-                found[offset + index].append((i,))
-                names[offset + index] = (gram, "char")
+    char_vocab, offset = tfidf.char.vocabulary_, len(vocab)
+    for gram, owners in _char_grams(tfidf.char, words):
+        index = char_vocab.get(gram)
+        if index is not None:
+            found[offset + index].append(owners)
+            names[offset + index] = (gram, "char")
     return found, names
+
+
+def _char_grams(vec: TfidfVectorizer, words: list[str]) -> Iterator[tuple[str, tuple[int, ...]]]:
+    """The character n-grams ``vec`` cuts from the words joined by single spaces, each with the indices of
+    the words it holds characters of. ``char_wb`` cuts each word on its own (one word each); ``char`` cuts
+    the whole text, so an n-gram may span a space (its words on both sides; one of spaces alone, the words
+    beside it), as scikit-learn's analyzer does on a text whose words are separated by single spaces."""
+    if vec.analyzer == "char_wb":
+        analyze = vec.build_analyzer()
+        for i, w in enumerate(words):
+            for gram in analyze(w):
+                yield gram, (i,)
+        return
+    preprocess = vec.build_preprocessor()
+    parts = [preprocess(w) for w in words]
+    text = " ".join(parts)
+    owner = np.full(len(text) + 2, -1)  # word index of each character, -1 for the spaces (and both ends)
+    start = 0
+    for i, part in enumerate(parts):
+        owner[start + 1 : start + 1 + len(part)] = i
+        start += len(part) + 1
+    lo, hi = vec.ngram_range
+    for n in range(lo, hi + 1):
+        for s in range(len(text) - n + 1):
+            held = owner[s + 1 : s + 1 + n]
+            inside = held[held >= 0]
+            if not len(inside):  # spaces only: the words on either side
+                inside = np.array([owner[s], owner[s + n + 1]])
+                inside = inside[inside >= 0]
+            yield text[s : s + n], tuple(dict.fromkeys(int(i) for i in inside))
 
 
 def _branch_names(n: int, has_embedding: bool) -> list[str]:
@@ -256,7 +288,7 @@ def explain_branches(
     to_r = val * coef[r, idx].astype(np.float64) * w_text
 
     spans = _words(model_text, title, description)
-    occurrences, names_by_index = _occurrences(model, [s[3] for s in spans])
+    occurrences, names_by_index = _occurrences(model.tfidf, [s[3] for s in spans])
     word_p = np.zeros(len(spans))
     word_r = np.zeros(len(spans))
     unplaced = [0.0, 0.0]

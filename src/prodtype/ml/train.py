@@ -161,7 +161,7 @@ class PreviousModel:
     @property
     def tfidf_config(self) -> TfidfConfig:
         raw = (self.report.get("config") or {}).get("tfidf")
-        return TfidfConfig(**raw) if isinstance(raw, dict) else self.model.tfidf.config
+        return TfidfConfig.from_saved(raw) if isinstance(raw, dict) else self.model.tfidf.config
 
     @property
     def fusion_fitted_on(self) -> int:
