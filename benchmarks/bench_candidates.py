@@ -18,6 +18,14 @@ every Δ is paired against the same stack. Candidates:
   **MLP head instead of LDA** replaces the sentence-embedding head;
 - **gated fusion**: each branch weight depends linearly on two meta-features of the product (has a
   description, log length of its text; standardised on the training rows), 2 x 3 x 2 more weights;
+- **character n-grams within words**: the SVM on TF-IDF whose character n-grams are cut from each word on
+  its own (``char_wb``, the model's before 2026-12-03) instead of across spaces (``char``, the default);
+- **early fusion**: the SVM on the TF-IDF features and the sentence embeddings side by side (scaled by
+  0.5; both blocks then have a norm of about 0.7 and 1.4), instead of the TF-IDF alone;
+- **per-class fusion weights, shrunk**: each branch weight plus a per-type term, L2 ``1e-3`` on those terms
+  (27 x 3 more weights than the model's fusion, pulled toward it);
+- **LDA stacker**: linear discriminant analysis (Ledoit-Wolf) on the branch outputs side by side (81
+  columns and has-a-photo) instead of the fusion;
 - **self-trained text**: the unlabelled test texts (``X_test_sample.csv``) labelled by each fold's own
   text-only fusion, kept where its probability is over 0.8, added to the SVM's and the LDA head's training
   rows (never to the scored rows).
@@ -27,6 +35,7 @@ every Δ is paired against the same stack. Candidates:
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Callable
 
@@ -46,6 +55,7 @@ from sample_folds import (
 )
 from scipy.optimize import minimize
 from scipy.special import log_softmax, softmax
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.neural_network import MLPClassifier
 from threadpoolctl import threadpool_limits
@@ -59,6 +69,7 @@ from prodtype.ml.train import TrainConfig, _folds
 
 KNN_K, KNN_TEMP = 15, 0.05
 SELF_TRAIN_MIN_P = 0.8
+EARLY_SCALE, CLASS_L2 = 0.5, 1e-3
 
 
 def _knn_logp(e_tr: np.ndarray, y_tr: np.ndarray, e_te: np.ndarray, classes: np.ndarray) -> np.ndarray:
@@ -129,6 +140,61 @@ def fit_gated_fusion(
     return proba
 
 
+def fit_class_fusion(branches: np.ndarray, has_image: np.ndarray, y_idx: np.ndarray, l2u: float) -> Proba:
+    """The model's fusion with per-type terms on each branch weight, ``w[g, j] + u[j, k]`` (L2 ``l2u`` on
+    ``u``); the third argument of the returned function is unused."""
+    s, n, k = branches.shape
+    group = has_image.astype(int)
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y_idx] = 1.0
+    n_w = 2 * s
+
+    def unpack(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        w = theta[:n_w].reshape(2, s).copy()
+        w[0, s - 1] = 0.0  # no photo: the image branch stays out (its outputs are zero there too)
+        return w, theta[n_w : n_w + s * k].reshape(s, k), theta[n_w + s * k :]
+
+    def logits(w: np.ndarray, u: np.ndarray, b: np.ndarray, br: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return np.asarray(np.einsum("ns,snk->nk", w[g], br) + np.einsum("sk,snk->nk", u, br) + b)
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, u, b = unpack(theta)
+        logp = log_softmax(logits(w, u, b, branches, group), axis=1)
+        loss = -float((logp * onehot).sum()) / n + 1e-3 * float(b @ b) + l2u * float((u**2).sum())
+        diff = (np.exp(logp) - onehot) / n
+        per_row = np.einsum("nk,snk->ns", diff, branches)
+        gw = np.zeros((2, s))
+        for g in (0, 1):
+            gw[g] = per_row[group == g].sum(axis=0)
+        gw[0, s - 1] = 0.0
+        gu = np.einsum("nk,snk->sk", diff, branches) + 2 * l2u * u
+        return loss, np.concatenate([gw.ravel(), gu.ravel(), diff.sum(axis=0) + 2e-3 * b])
+
+    theta0 = np.concatenate([np.full(n_w, 0.5), np.zeros(s * k + k)])
+    w, u, b = unpack(minimize(objective, theta0, jac=True, method="L-BFGS-B", options={"maxiter": 1000}).x)
+
+    def proba(br: np.ndarray, has: np.ndarray, _meta: np.ndarray) -> np.ndarray:
+        return np.asarray(softmax(logits(w, u, b, br, has.astype(int)), axis=1))
+
+    return proba
+
+
+def fit_lda_stacker(branches: np.ndarray, has_image: np.ndarray, y_idx: np.ndarray, k: int) -> Proba:
+    """Linear discriminant analysis (Ledoit-Wolf) on the branch outputs side by side and has-a-photo."""
+
+    def flat(br: np.ndarray, has: np.ndarray) -> np.ndarray:
+        return np.concatenate([*br, has[:, None].astype(float)], axis=1)
+
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(flat(branches, has_image), y_idx)
+
+    def proba(br: np.ndarray, has: np.ndarray, _meta: np.ndarray) -> np.ndarray:
+        out = np.zeros((br.shape[1], k))
+        out[:, lda.classes_] = lda.predict_proba(flat(br, has))
+        return out
+
+    return proba
+
+
 def beside(base: np.ndarray, *extra: np.ndarray, first: np.ndarray | None = None) -> np.ndarray:
     """The stack with ``extra`` branches before the photo's (and ``first`` instead of the SVM)."""
     head = base[:1] if first is None else first[None]
@@ -159,9 +225,12 @@ def main() -> None:
     u_text = tfidf.transform(unlabelled).tocsr() if unlabelled else None
     title_words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32)
     x_titled = sp.hstack([x_text, title_words.fit_transform(titles)]).tocsr()
+    within = TfidfFeatures(dataclasses.replace(cfg.tfidf, char_analyzer="char_wb")).fit(texts)
+    x_within = within.transform(texts).tocsr()
     embedder = get_embedder(cfg.embedder, None, cfg.embed_max_chars)
     assert embedder is not None
     x_emb = encode_cached(embedder, texts, args.cache_dir / "text", False)
+    x_early = sp.hstack([x_text, sp.csr_matrix(EARLY_SCALE * x_emb)]).tocsr()
     u_emb = encode_cached(embedder, unlabelled, args.cache_dir / "text", False) if unlabelled else None
 
     scores: dict[str, list[float]] = {}
@@ -174,7 +243,7 @@ def main() -> None:
         k = len(classes)
         y_idx = np.searchsorted(classes, y)
         folds = _folds(y, 5, seed)
-        names = ("bal", "titled", "knn", "knn512", "mlp", "st_svm", "st_emb")
+        names = ("bal", "titled", "within", "early", "knn", "knn512", "mlp", "st_svm", "st_emb")
         out = {name: np.zeros((n, k)) for name in names}
         with threadpool_limits(1):
             for tr, te in folds:
@@ -183,6 +252,12 @@ def main() -> None:
                 )
                 out["titled"][te] = _svm_scores(
                     x_titled[tr], y[tr], x_titled[te], classes, cfg.svm_c, seed, "balanced"
+                )
+                out["within"][te] = _svm_scores(
+                    x_within[tr], y[tr], x_within[te], classes, cfg.svm_c, seed, None
+                )
+                out["early"][te] = _svm_scores(
+                    x_early[tr], y[tr], x_early[te], classes, cfg.svm_c, seed, None
                 )
                 out["knn"][te] = _knn_logp(x_emb[tr], y[tr], x_emb[te], classes)
                 out["knn512"][te] = _knn_logp(x_emb[tr][:, :512], y[tr], x_emb[te][:, :512], classes)
@@ -209,6 +284,8 @@ def main() -> None:
             "default": base,
             "balanced SVM": instead(base, 0, out["bal"]),
             "balanced SVM + title words": instead(base, 0, out["titled"]),
+            "character n-grams within words (char_wb, before)": instead(base, 0, out["within"]),
+            "early fusion: SVM on TF-IDF + sentence vectors": instead(base, 0, out["early"]),
             "+ text k-NN": beside(base, out["knn"]),
             "+ text k-NN 512": beside(base, out["knn512"]),
             "+ MLP head": beside(base, out["mlp"]),
@@ -218,7 +295,7 @@ def main() -> None:
         }
         gated = ("default", "balanced SVM + title words")
         for tr, te in folds:
-            for name in ("bal", "titled", "knn", "mlp", "st_svm"):
+            for name in ("bal", "titled", "within", "early", "knn", "mlp", "st_svm"):
                 scores.setdefault(f"alone: {name}", []).append(
                     weighted_f1(y[te], classes[out[name][te].argmax(1)])
                 )
@@ -233,6 +310,14 @@ def main() -> None:
                 p = fit_gated_fusion(branches[:, tr], has_img[tr], m[tr], y_idx[tr])
                 pred = classes[p(branches[:, te], has_img[te], m[te]).argmax(1)]
                 scores.setdefault(f"fused: {name}, gated fusion", []).append(weighted_f1(y[te], pred))
+            b_tr, h_tr, y_tr = base[:, tr], has_img[tr], y_idx[tr]
+            others = {
+                "per-class fusion weights, shrunk": fit_class_fusion(b_tr, h_tr, y_tr, CLASS_L2),
+                "LDA stacker instead of the fusion": fit_lda_stacker(b_tr, h_tr, y_tr, k),
+            }
+            for name, proba in others.items():
+                pred = classes[proba(base[:, te], has_img[te], m[te]).argmax(1)]
+                scores.setdefault(f"fused: default, {name}", []).append(weighted_f1(y[te], pred))
         print(f"seed {seed} done ({clock.elapsed():.0f} s)", flush=True)
 
     ref = scores["fused: default"]

@@ -1,5 +1,6 @@
 """The hand-written parts of benchmarks/bench_candidates.py, whose figures the README reports: the gated
-fusion (its own likelihood and gradient) and the k-NN branch."""
+fusion (its own likelihood and gradient), the per-class fusion weights, the LDA stacker and the k-NN
+branch."""
 
 from __future__ import annotations
 
@@ -83,3 +84,44 @@ def test_knn_branch_votes_for_the_labels_of_the_nearest_products(bench) -> None:
     assert logp.shape == (3, 3)
     np.testing.assert_allclose(np.exp(logp).sum(1), 1.0, atol=1e-9)
     assert classes[logp.argmax(1)].tolist() == [50, 10, 40]
+
+
+def test_per_class_fusion_weights_shrunk_hard_are_the_models_fusion(bench) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    branches, has, y = _branches(rng, 400, 5)
+    plain = fit_fusion(branches, has, y).proba(branches, has)
+    shrunk = bench.fit_class_fusion(branches, has, y, 10.0)(branches, has, None)
+    np.testing.assert_allclose(shrunk, plain, atol=2e-3)
+
+
+def test_per_class_fusion_weights_learn_which_branch_knows_which_type(bench) -> None:  # type: ignore[no-untyped-def]
+    # The text branch is right on types 0-2 and noise on 3-5, the embedding branch the reverse: one weight per
+    # branch must average them, a weight per branch and type can trust each where it knows.
+    rng = np.random.default_rng(4)
+    n, k = 900, 6
+    y = rng.integers(0, k, n)
+    branches = rng.normal(size=(3, n, k))
+    rows = np.arange(n)
+    low = y < 3
+    branches[0, rows[low], y[low]] += 3.0
+    branches[1, rows[~low], y[~low]] += 3.0
+    branches[0, :, 3:] += rng.normal(size=(n, 3)) * 3  # the text branch's scores of 3-5 are loud noise
+    branches[1, :, :3] += rng.normal(size=(n, 3)) * 3
+    branches[2] = 0.0
+    has = np.zeros(n, dtype=bool)
+    tr, te = rows[:600], rows[600:]
+    plain = fit_fusion(branches[:, tr], has[tr], y[tr]).proba(branches[:, te], has[te])
+    per_class = bench.fit_class_fusion(branches[:, tr], has[tr], y[tr], 1e-4)(branches[:, te], has[te], None)
+    assert (per_class.argmax(1) == y[te]).mean() > (plain.argmax(1) == y[te]).mean() + 0.05
+
+
+def test_lda_stacker_gives_probabilities_over_all_types(bench) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(5)
+    branches, has, y = _branches(rng, 500, 5)
+    seen = y != 4  # a type the stacker never saw gets probability 0, in its own column
+    proba = bench.fit_lda_stacker(branches[:, seen], has[seen], y[seen], 5)(branches, has, None)
+    assert proba.shape == (500, 5)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    assert (proba[:, 4] == 0).all()
+    fused = fit_fusion(branches[:, seen], has[seen], y[seen]).proba(branches[:, seen], has[seen])
+    assert (proba.argmax(1) == y)[seen].mean() >= (fused.argmax(1) == y[seen]).mean() - 0.02
