@@ -222,20 +222,22 @@ def _char_grams(vec: TfidfVectorizer, words: list[str]) -> Iterator[tuple[str, t
     preprocess = vec.build_preprocessor()
     parts = [preprocess(w) for w in words]
     text = " ".join(parts)
-    owner = np.full(len(text) + 2, -1)  # word index of each character, -1 for the spaces (and both ends)
-    start = 0
-    for i, part in enumerate(parts):
-        owner[start + 1 : start + 1 + len(part)] = i
-        start += len(part) + 1
+    # for each character: the word of the first non-space character at or after it (nxt), and of the last
+    # one at or before it (prv); -1 past either end
+    owner = [i for i, part in enumerate(parts) for i in [i] * len(part) + [-1]][: len(text)]
+    nxt, prv = [-1] * (len(text) + 1), [-1] * (len(text) + 1)
+    for c in range(len(text) - 1, -1, -1):
+        nxt[c] = owner[c] if owner[c] >= 0 else nxt[c + 1]
+    for c in range(len(text)):
+        prv[c] = owner[c] if owner[c] >= 0 else prv[c - 1] if c else -1
     lo, hi = vec.ngram_range
     for n in range(lo, hi + 1):
         for s in range(len(text) - n + 1):
-            held = owner[s + 1 : s + 1 + n]
-            inside = held[held >= 0]
-            if not len(inside):  # spaces only: the words on either side
-                inside = np.array([owner[s], owner[s + n + 1]])
-                inside = inside[inside >= 0]
-            yield text[s : s + n], tuple(dict.fromkeys(int(i) for i in inside))
+            first, last = nxt[s], prv[s + n - 1]
+            if first < 0 or last < 0 or first > last:  # spaces only: the words on either side
+                yield text[s : s + n], tuple(i for i in dict.fromkeys((prv[s], nxt[s])) if i >= 0)
+            else:
+                yield text[s : s + n], tuple(range(first, last + 1))
 
 
 def _branch_names(n: int, has_embedding: bool) -> list[str]:

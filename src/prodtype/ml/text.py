@@ -1,7 +1,7 @@
 """The TF-IDF text features: word 1-2-grams and character 2-5-grams, kept in safe formats (JSON + npz).
 
 The character n-grams run across the spaces between words (scikit-learn's ``char`` analyzer): on the accuracy
-benchmark's folds that scored +0.0028 weighted F1 fused over n-grams cut from each word on its own
+benchmark's folds that scored +0.002-0.003 weighted F1 fused over n-grams cut from each word on its own
 (``char_wb``), on fold seeds 0-1 and again on 2-3 (README, *Accuracy*). Models saved before that choice
 existed used ``char_wb`` and say nothing: :meth:`TfidfConfig.from_saved` reads them as such."""
 
