@@ -23,6 +23,9 @@ same class, resized to 500x500 and re-encoded at a random JPEG quality, so that 
 
     python benchmarks/bench_scale.py --sizes 10000 40000 84916 [--data ../shared/data/rakuten] [--out DIR]
 
+``--compare-ngrams N`` only times the TF-IDF features and the SVM fit on N synthetic texts (no photos) for
+the character n-grams within words (``char_wb``, the default) and across spaces (``char``), alternating.
+
 The products are built once for the largest N (plus the retrain and prediction sets) and the smaller sets are
 prefixes of it. Building the full size takes a while (about 4 ms a photo per core).
 """
@@ -88,6 +91,79 @@ def _photo(job: tuple[str, str, int]) -> None:
     Path(target).write_bytes(buf.getvalue())
 
 
+def _mixed_title(t1: str, t2: str) -> str:
+    """The first half of one title's words and the second half of another's."""
+    w1, w2 = t1.split(), t2.split()
+    return " ".join(w1[: max(1, len(w1) // 2)] + w2[len(w2) // 2 :])
+
+
+def synthetic_texts(data: Path, n: int, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """The texts (title and description joined as the model joins them) and labels of ``n`` synthetic
+    products made as :func:`build_products` makes them, without their photos."""
+    from prodtype.data.text import join_text
+
+    texts, _, mix = _class_pools(data)
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(mix.index.to_numpy(), size=n, p=mix.to_numpy())
+    out = []
+    for label in labels:
+        pool = texts[int(label)]
+        (t1, d1), (t2, _) = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
+        out.append(join_text(_mixed_title(t1, t2), d1))
+    return out, labels
+
+
+def compare_ngrams(data: Path, n: int, seed: int, repeats: int) -> list[dict[str, Any]]:
+    """The TF-IDF features and the SVM fit, the model's own steps, for the character n-grams within words
+    (``char_wb``, the default) and across spaces (``char``) on ``n`` synthetic texts, alternating: seconds,
+    features and the matrix's size; prints a table and returns its rows."""
+    import dataclasses
+
+    from prodtype.ml.heads import fit_svm
+    from prodtype.ml.text import TfidfFeatures
+    from prodtype.ml.train import TrainConfig
+
+    texts, labels = synthetic_texts(data, n, seed)
+    classes = np.unique(labels)
+    cfg = TrainConfig()
+    rows = []
+    print(
+        "| N | run | char n-grams | TF-IDF fit s | transform s (2 processes) | SVM fit s | char vocabulary "
+        "| non-zeros per text | matrix MB | load |\n|---|---|---|---|---|---|---|---|---|---|"
+    )
+    for rep in range(repeats):
+        for analyzer in ("char_wb", "char"):
+            load = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            features = TfidfFeatures(dataclasses.replace(cfg.tfidf, char_analyzer=analyzer)).fit(texts)
+            t1 = time.perf_counter()
+            x = features.transform_many(texts, workers=2)
+            t2 = time.perf_counter()
+            fit_svm(x, labels, classes, cfg.svm_c, cfg.seed)
+            t3 = time.perf_counter()
+            assert features.char is not None
+            row = {
+                "n": n,
+                "run": rep + 1,
+                "analyzer": analyzer,
+                "fit_s": t1 - t0,
+                "transform_s": t2 - t1,
+                "svm_s": t3 - t2,
+                "char_vocabulary": len(features.char.vocabulary_),
+                "nnz_per_text": x.nnz / n,
+                "matrix_mb": (x.data.nbytes + x.indices.nbytes) / 2**20,
+                "load": load,
+            }
+            rows.append(row)
+            print(
+                f"| {n:,} | {rep + 1} | {analyzer} | {row['fit_s']:.1f} | {row['transform_s']:.1f} | "
+                f"{row['svm_s']:.1f} | {row['char_vocabulary']:,} | {row['nnz_per_text']:.0f} | "
+                f"{row['matrix_mb']:.0f} | {load:.1f} |",
+                flush=True,
+            )
+    return rows
+
+
 def build_products(data: Path, n: int, out: Path, seed: int = 0, workers: int = 2) -> pd.DataFrame:
     """``n`` synthetic labelled products (index, designation, description, productid, imageid, label), with
     their photos in ``out/image_train``; reused when ``out`` already holds at least ``n``."""
@@ -105,8 +181,7 @@ def build_products(data: Path, n: int, out: Path, seed: int = 0, workers: int = 
     for i, label in enumerate(labels):
         pool = texts[int(label)]
         (t1, d1), (t2, _) = pool[rng.integers(len(pool))], pool[rng.integers(len(pool))]
-        w1, w2 = t1.split(), t2.split()
-        title = " ".join(w1[: max(1, len(w1) // 2)] + w2[len(w2) // 2 :])
+        title = _mixed_title(t1, t2)
         productid, imageid = 5_000_000_000 + i, 2_000_000_000 + i
         rows.append((i, title, d1, productid, imageid, int(label)))
         sources = photos.get(int(label)) or all_photos
@@ -332,6 +407,13 @@ def main() -> None:
     parser.add_argument("--target", type=int, default=84_916, help="N to extrapolate to")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compare-fits", type=int, default=0, metavar="N", help="only A/B the fits on N")
+    parser.add_argument(
+        "--compare-ngrams",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only A/B char_wb and char n-grams on N texts",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument(
         "--full-retrain",
@@ -339,6 +421,9 @@ def main() -> None:
         help="also time the retrain in full (no --warm-from), to compare",
     )
     args = parser.parse_args()
+    if args.compare_ngrams:
+        compare_ngrams(args.data, args.compare_ngrams, args.seed, args.repeats)
+        return
     if args.compare_fits:
         products = build_products(args.data, args.compare_fits, args.out / "data", args.seed)
         compare_fits(products, args.compare_fits, args.out / "data" / "runs", args.repeats)

@@ -173,3 +173,36 @@ def _sample_products(data_dir: Path) -> object:
     from prodtype.data.challenge import load_dataset
 
     return load_dataset(data_dir / "X_train.csv", data_dir / "Y_train.csv", data_dir / "image_train").products
+
+
+@pytest.fixture(scope="module")
+def bench_scale():  # type: ignore[no-untyped-def]
+    bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
+    sys.path.insert(0, bench)
+    try:
+        import bench_scale
+
+        yield bench_scale
+    finally:
+        sys.path.remove(bench)
+
+
+def test_synthetic_texts_mix_titles_of_one_class_and_repeat_with_the_seed(
+    bench_scale, data_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    texts, labels = bench_scale.synthetic_texts(data_dir, 300, seed=3)
+    again, labels_again = bench_scale.synthetic_texts(data_dir, 300, seed=3)
+    assert texts == again and (labels == labels_again).all()
+    assert len(texts) == 300 and len(set(labels)) > 10  # the full data's mix: many types in 300 products
+    other, _ = bench_scale.synthetic_texts(data_dir, 300, seed=4)
+    assert other != texts
+    assert bench_scale._mixed_title("a b c d", "w x y z") == "a b y z"
+
+
+def test_compare_ngrams_measures_both_analyzers_on_the_same_texts(bench_scale, data_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    rows = bench_scale.compare_ngrams(data_dir, 400, seed=0, repeats=1)
+    by = {r["analyzer"]: r for r in rows}
+    assert set(by) == {"char_wb", "char"}
+    # across spaces there are more distinct n-grams (those spanning two words) and more in each text
+    assert by["char"]["char_vocabulary"] > by["char_wb"]["char_vocabulary"]
+    assert by["char"]["nnz_per_text"] > by["char_wb"]["nnz_per_text"]
