@@ -18,8 +18,8 @@ every Δ is paired against the same stack. Candidates:
   **MLP head instead of LDA** replaces the sentence-embedding head;
 - **gated fusion**: each branch weight depends linearly on two meta-features of the product (has a
   description, log length of its text; standardised on the training rows), 2 x 3 x 2 more weights;
-- **character n-grams within words**: the SVM on TF-IDF whose character n-grams are cut from each word on
-  its own (``char_wb``, the model's before 2026-12-03) instead of across spaces (``char``, the default);
+- **character n-grams across spaces**: the SVM on TF-IDF whose character n-grams are cut from the whole
+  text (``char``, an option) instead of from each word on its own (``char_wb``, the default);
 - **early fusion**: the SVM on the TF-IDF features and the sentence embeddings side by side (scaled by
   0.5; both blocks then have a norm of about 0.7 and 1.4), instead of the TF-IDF alone;
 - **per-class fusion weights, shrunk**: each branch weight plus a per-type term, L2 ``1e-3`` on those terms
@@ -225,8 +225,8 @@ def main() -> None:
     u_text = tfidf.transform(unlabelled).tocsr() if unlabelled else None
     title_words = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, dtype=np.float32)
     x_titled = sp.hstack([x_text, title_words.fit_transform(titles)]).tocsr()
-    within = TfidfFeatures(dataclasses.replace(cfg.tfidf, char_analyzer="char_wb")).fit(texts)
-    x_within = within.transform(texts).tocsr()
+    across = TfidfFeatures(dataclasses.replace(cfg.tfidf, char_analyzer="char")).fit(texts)
+    x_across = across.transform(texts).tocsr()
     embedder = get_embedder(cfg.embedder, None, cfg.embed_max_chars)
     assert embedder is not None
     x_emb = encode_cached(embedder, texts, args.cache_dir / "text", False)
@@ -243,7 +243,7 @@ def main() -> None:
         k = len(classes)
         y_idx = np.searchsorted(classes, y)
         folds = _folds(y, 5, seed)
-        names = ("bal", "titled", "within", "early", "knn", "knn512", "mlp", "st_svm", "st_emb")
+        names = ("bal", "titled", "across", "early", "knn", "knn512", "mlp", "st_svm", "st_emb")
         out = {name: np.zeros((n, k)) for name in names}
         with threadpool_limits(1):
             for tr, te in folds:
@@ -253,8 +253,8 @@ def main() -> None:
                 out["titled"][te] = _svm_scores(
                     x_titled[tr], y[tr], x_titled[te], classes, cfg.svm_c, seed, "balanced"
                 )
-                out["within"][te] = _svm_scores(
-                    x_within[tr], y[tr], x_within[te], classes, cfg.svm_c, seed, None
+                out["across"][te] = _svm_scores(
+                    x_across[tr], y[tr], x_across[te], classes, cfg.svm_c, seed, None
                 )
                 out["early"][te] = _svm_scores(
                     x_early[tr], y[tr], x_early[te], classes, cfg.svm_c, seed, None
@@ -284,7 +284,7 @@ def main() -> None:
             "default": base,
             "balanced SVM": instead(base, 0, out["bal"]),
             "balanced SVM + title words": instead(base, 0, out["titled"]),
-            "character n-grams within words (char_wb, before)": instead(base, 0, out["within"]),
+            "character n-grams across spaces (char)": instead(base, 0, out["across"]),
             "early fusion: SVM on TF-IDF + sentence vectors": instead(base, 0, out["early"]),
             "+ text k-NN": beside(base, out["knn"]),
             "+ text k-NN 512": beside(base, out["knn512"]),
@@ -295,7 +295,7 @@ def main() -> None:
         }
         gated = ("default", "balanced SVM + title words")
         for tr, te in folds:
-            for name in ("bal", "titled", "within", "early", "knn", "mlp", "st_svm"):
+            for name in ("bal", "titled", "across", "early", "knn", "mlp", "st_svm"):
                 scores.setdefault(f"alone: {name}", []).append(
                     weighted_f1(y[te], classes[out[name][te].argmax(1)])
                 )

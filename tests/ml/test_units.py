@@ -73,12 +73,14 @@ def test_tfidf_config_rejects_an_unknown_character_analyzer() -> None:
         TfidfConfig(char_analyzer="word")
 
 
-def test_character_ngrams_cross_spaces_by_default(texts: list[str]) -> None:
-    fitted = TfidfFeatures(TfidfConfig(char_max_features=None)).fit(texts)
-    assert fitted.char is not None
-    assert "e de" in fitted.char.vocabulary_  # " de " joins many French words: only "char" n-grams hold it
-    within = TfidfFeatures(TfidfConfig(char_analyzer="char_wb", char_max_features=None)).fit(texts)
+def test_character_ngrams_stay_within_words_by_default_and_cross_spaces_as_an_option(
+    texts: list[str],
+) -> None:
+    within = TfidfFeatures(TfidfConfig(char_max_features=None)).fit(texts)
     assert within.char is not None and "e de" not in within.char.vocabulary_
+    across = TfidfFeatures(TfidfConfig(char_analyzer="char", char_max_features=None)).fit(texts)
+    assert across.char is not None
+    assert "e de" in across.char.vocabulary_  # " de " joins many French words: only "char" n-grams hold it
 
 
 def test_tfidf_saved_before_the_analyzer_setting_loads_as_char_wb(texts: list[str], tmp_path: Path) -> None:
@@ -97,7 +99,7 @@ def test_tfidf_saved_before_the_analyzer_setting_loads_as_char_wb(texts: list[st
         char_ngrams=(2, 4), char_analyzer="char_wb"
     )
     assert TfidfConfig.from_saved({"char_analyzer": "char"}).char_analyzer == "char"
-    assert TrainConfig(tfidf={"char_min_df": 3}).tfidf.char_analyzer == "char"  # type: ignore[arg-type]
+    assert TrainConfig(tfidf={"char_analyzer": "char"}).tfidf.char_analyzer == "char"  # type: ignore[arg-type]
 
 
 # -- linear heads -----------------------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """The TF-IDF text features: word 1-2-grams and character 2-5-grams, kept in safe formats (JSON + npz).
 
-The character n-grams run across the spaces between words (scikit-learn's ``char`` analyzer): on the accuracy
-benchmark's folds that scored +0.002-0.003 weighted F1 fused over n-grams cut from each word on its own
-(``char_wb``), on fold seeds 0-1 and again on 2-3 (README, *Accuracy*). Models saved before that choice
-existed used ``char_wb`` and say nothing: :meth:`TfidfConfig.from_saved` reads them as such."""
+By default the character n-grams are cut within each word (scikit-learn's ``char_wb``);
+``char_analyzer="char"`` cuts them across the spaces between words too: +0.002-0.003 weighted F1 fused on the
+accuracy benchmark's folds (fold seeds 0-1 and 2-3), but an SVM fit 1.8 times as long at full size (README,
+*Accuracy*). Models saved before the setting existed used ``char_wb`` and say nothing:
+:meth:`TfidfConfig.from_saved` reads them so."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class TfidfConfig:
     word_max_features: int | None = 400_000
     char_max_features: int | None = 400_000
     char_min_df: int = 2
-    char_analyzer: str = "char"  # "char": n-grams across spaces; "char_wb": within each word
+    char_analyzer: str = "char_wb"  # "char_wb": n-grams within each word; "char": across spaces too
 
     @classmethod
     def from_saved(cls, raw: dict[str, Any]) -> TfidfConfig:
