@@ -224,7 +224,10 @@ def _char_grams(vec: TfidfVectorizer, words: list[str]) -> Iterator[tuple[str, t
     text = " ".join(parts)
     # for each character: the word of the first non-space character at or after it (nxt), and of the last
     # one at or before it (prv); -1 past either end
-    owner = [i for i, part in enumerate(parts) for i in [i] * len(part) + [-1]][: len(text)]
+    owner: list[int] = []  # each character's word, -1 for the spaces between words
+    for i, part in enumerate(parts):
+        owner += [i] * len(part) + [-1]
+    del owner[len(text) :]
     nxt, prv = [-1] * (len(text) + 1), [-1] * (len(text) + 1)
     for c in range(len(text) - 1, -1, -1):
         nxt[c] = owner[c] if owner[c] >= 0 else nxt[c + 1]
