@@ -83,10 +83,18 @@ def test_character_ngrams_stay_within_words_by_default_and_cross_spaces_as_an_op
     assert "e de" in across.char.vocabulary_  # " de " joins many French words: only "char" n-grams hold it
 
 
-def test_tfidf_saved_before_the_analyzer_setting_loads_as_char_wb(texts: list[str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("default", ["char_wb", "char"])
+def test_tfidf_saved_before_the_analyzer_setting_loads_as_char_wb(
+    texts: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default: str
+) -> None:
     """A model saved before ``char_analyzer`` existed used n-grams within words, and its saved configuration
     does not say so: it must keep them, or its vocabulary would meet other n-grams (and score silently
-    worse); a report's configuration is read the same way for a warm retrain."""
+    worse); a report's configuration is read the same way for a warm retrain. That must not hang on the
+    default of the day: the test runs again with the default switched to ``char``."""
+    defaults = TfidfConfig.__init__.__defaults__
+    assert defaults is not None and defaults[-1] == "char_wb"  # char_analyzer is the last field
+    monkeypatch.setattr(TfidfConfig.__init__, "__defaults__", (*defaults[:-1], default))
+    assert TfidfConfig().char_analyzer == default
     old = TfidfFeatures(TfidfConfig(char_analyzer="char_wb")).fit(texts[:200])
     old.save(tmp_path)
     meta = json.loads((tmp_path / "tfidf.json").read_text(encoding="utf-8"))
