@@ -124,7 +124,7 @@ def test_manifest_records_what_the_bundle_is(
     assert manifest["class_names"]["2583"] == catalog.name(2583)
     assert manifest["fingerprint"] == subset.fingerprint
     assert manifest["image_encoder"] == encoder_version()
-    assert manifest["embedder"] == "use-q8+title"
+    assert manifest["embedder"] == "use-q8+title+fr-vectors"
     assert manifest["metrics"]["out_of_fold"]["weighted_f1"] > 0.3
     assert manifest["created_at"] and manifest["version"]
     assert manifest["x"] == 1

@@ -380,7 +380,7 @@ def test_train_profiles_choose_the_embedder_and_options_override_them(
     result = run(*base, "--out", tmp_path / "accurate", "--profile", "accurate")
     assert result.exit_code == 0, result.output
     accurate = load_bundle(tmp_path / "accurate")
-    assert accurate.manifest["embedder"] == "e5+title"
+    assert accurate.manifest["embedder"] == "e5+title+fr-vectors"
     assert accurate.predict("Piscine tubulaire ronde 3 m").prdtypecode in accurate.classes
 
     result = run(*base, "--out", tmp_path / "plain", "--profile", "accurate", "--embedder", "none")

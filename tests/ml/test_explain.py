@@ -190,8 +190,8 @@ def test_character_ngrams_are_those_the_model_counts_each_on_the_words_it_holds(
     sample_dataset, analyzer: str
 ) -> None:  # type: ignore[no-untyped-def]
     """The explanation's character n-grams of a text are exactly the analyzer's (as many of each), for the
-    n-grams across spaces of the ``char`` option and the within-word ones of the default, and each is placed on the
-    words whose characters it holds."""
+    n-grams across spaces of the ``char`` option and the within-word ones of the default, and each is placed
+    on the words whose characters it holds."""
     texts = [clean_text(t[:300]) for t in sample_dataset.products["text"].tolist()[:150]]  # as the model's
     vec = TfidfFeatures(TfidfConfig(char_analyzer=analyzer, char_ngrams=(1, 5))).fit(texts).char
     assert vec is not None

@@ -131,7 +131,7 @@ def test_retrain_plan_rules(trained_bundle: Path) -> None:
     assert retrain_plan(previous, forced, fitted * 3, classes, version)[0]  # sizes are not checked
 
     # what makes the previous model unusable, named, whatever the mode
-    use = "use-q8+title"
+    use = "use-q8+title+fr-vectors"
     for cfg, n_classes, enc, expected in [
         (forced, np.append(classes, 99_999), version, "product types it never saw (99999)"),
         (TrainConfig(retrain="warm", embedder="e5"), classes, version, f"sentence embedder {use} -> e5"),

@@ -61,15 +61,16 @@ def train(
     profile: Annotated[
         str,
         typer.Option(
-            help="fast (default: milliseconds per product) or accurate (e5 sentence embeddings: better "
-            "without a photo, ~0.1-0.2 s more per product); --embedder/--image-encoder override it"
+            help="fast (default: milliseconds per product) or accurate (e5 sentence embeddings, ~0.1-0.2 s "
+            "more per product; no better on the sample); --embedder/--image-encoder override it"
         ),
     ] = "fast",
     embedder: Annotated[
         str | None,
         typer.Option(
-            help="Sentence embeddings: use-q8+title (text and title, int8), use-q8 (text, int8), "
-            "use (float), e5, e5+title or none [profile's]"
+            help="Text embeddings: use-q8+title+fr-vectors (sentence vectors of the text and title, int8, "
+            "beside their mean French word vectors), use-q8+title, use-q8, use (float), e5, e5+title, "
+            "e5+title+fr-vectors, fr-vectors, fr-vectors+title or none [profile's]"
         ),
     ] = None,
     image_encoder: Annotated[

