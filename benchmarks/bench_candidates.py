@@ -13,7 +13,8 @@ every Δ is paired against the same stack. Candidates:
 - **+ title words**: the SVM's TF-IDF plus a block of word 1-2-grams of the title alone (the title counted
   twice), with balanced class weights;
 - **+ text k-NN**: a fourth branch, cosine k-NN (k=15, weights softmax(cosine / 0.05)) over the sentence
-  embeddings (text and title vectors, 1,024-d); **512** over the text vector alone;
+  embeddings (the default's: sentence and word vectors of the text and the title, 1,624-d); **512** over
+  the sentence vector of the text alone;
 - **+ MLP head**: a fourth branch, a one-hidden-layer perceptron (256 units, alpha 1e-3) on the embeddings;
   **MLP head instead of LDA** replaces the sentence-embedding head;
 - **gated fusion**: each branch weight depends linearly on two meta-features of the product (has a

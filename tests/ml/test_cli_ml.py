@@ -382,6 +382,16 @@ def test_train_profiles_choose_the_embedder_and_options_override_them(
     accurate = load_bundle(tmp_path / "accurate")
     assert accurate.manifest["embedder"] == "e5+title+fr-vectors"
     assert accurate.predict("Piscine tubulaire ronde 3 m").prdtypecode in accurate.classes
+    head = accurate.model.embed_head
+    assert head is not None and head.coef.shape[1] == 2 * 384 + 600  # e5 of text and title, word vectors
+
+    # the default of before (sentence vectors only) still trains and serves, with its 1,024 inputs
+    result = run(*base, "--out", tmp_path / "before", "--embedder", "use-q8+title")
+    assert result.exit_code == 0, result.output
+    before = load_bundle(tmp_path / "before")
+    head = before.model.embed_head
+    assert before.manifest["embedder"] == "use-q8+title" and head is not None and head.coef.shape[1] == 1024
+    assert before.predict("Piscine tubulaire ronde 3 m").prdtypecode in before.classes
 
     result = run(*base, "--out", tmp_path / "plain", "--profile", "accurate", "--embedder", "none")
     assert result.exit_code == 0, result.output

@@ -206,3 +206,13 @@ def test_compare_ngrams_measures_both_analyzers_on_the_same_texts(bench_scale, d
     # across spaces there are more distinct n-grams (those spanning two words) and more in each text
     assert by["char"]["char_vocabulary"] > by["char_wb"]["char_vocabulary"]
     assert by["char"]["nnz_per_text"] > by["char_wb"]["nnz_per_text"]
+
+
+def test_compare_embedders_times_the_head_with_and_without_the_word_vectors(
+    bench_scale, data_dir: Path
+) -> None:  # type: ignore[no-untyped-def]
+    rows = bench_scale.compare_embedders(data_dir, 300, seed=0, repeats=1)
+    assert [r["input"] for r in rows] == ["1,024-d (before)", "1,624-d (default)"]
+    before, after = rows
+    assert after["input_mb"] == before["input_mb"] * 1624 / 1024  # the same rows, 600 more columns
+    assert before["words_s"] == 0 < after["words_s"] and after["lda_s"] > 0

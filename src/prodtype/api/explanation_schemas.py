@@ -26,7 +26,7 @@ class TypeRefPublic(BaseModel):
 
 
 class BranchPublic(BaseModel):
-    name: str = Field(description="text (TF-IDF SVM), embedding (sentence embedding), image (photo)")
+    name: str = Field(description="text (TF-IDF SVM), embedding (sentence and word vectors), image (photo)")
     weight: float = Field(description="The branch's fusion weight for products with (or without) a photo")
     score_predicted: float = Field(description="The branch's own score of the predicted type")
     score_runner_up: float = Field(description="The branch's own score of the runner-up")
