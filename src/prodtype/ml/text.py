@@ -3,8 +3,8 @@
 By default the character n-grams are cut within each word (scikit-learn's ``char_wb``);
 ``char_analyzer="char"`` cuts them across the spaces between words too: +0.002-0.003 weighted F1 fused on the
 accuracy benchmark's folds (fold seeds 0-1 and 2-3) before the French word vectors, +0.0003 with them, for
-an SVM fit 1.8 times as long at full size (README, *Accuracy*). Models saved before the setting existed used ``char_wb`` and say nothing:
-:meth:`TfidfConfig.from_saved` reads them so."""
+an SVM fit 1.8 times as long at full size (README, *Accuracy*). Models saved before the setting existed
+used ``char_wb`` and say nothing: :meth:`TfidfConfig.from_saved` reads them so."""
 
 from __future__ import annotations
 
