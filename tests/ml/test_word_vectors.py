@@ -102,5 +102,8 @@ def test_vocabulary_files_of_the_wrong_shape_are_refused_by_name(tmp_path: Path)
     (tmp_path / "vectors.npy").replace(tmp_path / "vectors")
     with pytest.raises(ValueError, match="key2row: rows outside the table of 2 vectors"):
         WordVectors(tmp_path)
+    (tmp_path / "key2row").write_bytes(msgpack.packb({}))
+    with pytest.raises(ValueError, match="key2row: no words"):
+        WordVectors(tmp_path)
     (tmp_path / "key2row").write_bytes(msgpack.packb({murmurhash64a(b"chat"): 1}))
     assert WordVectors(tmp_path).rows_of("le Chat").tolist() == [1]

@@ -70,7 +70,9 @@ class WordVectors:
         rows = np.fromiter(key2row.values(), dtype=np.int64, count=len(key2row))
         order = np.argsort(keys)
         self.keys, self.rows = keys[order], rows[order]
-        if len(rows) and not 0 <= int(self.rows.min()) <= int(self.rows.max()) < len(table):
+        if not len(rows):
+            raise ValueError(f"{folder / 'key2row'}: no words")
+        if not 0 <= int(self.rows.min()) <= int(self.rows.max()) < len(table):
             raise ValueError(f"{folder / 'key2row'}: rows outside the table of {len(table)} vectors")
         self.table = np.ascontiguousarray(table, dtype=np.float32)
 
