@@ -187,7 +187,6 @@ def compare_embedders(data: Path, n: int, seed: int, repeats: int) -> list[dict[
         "| N | run | input | word vectors s | LDA fit s | input MB | load |\n|---|---|---|---|---|---|---|"
     )
     for rep in range(repeats):
-        load = os.getloadavg()[0]
         t1 = time.perf_counter()
         words = words_embedder.encode(texts)
         words_s = time.perf_counter() - t1

@@ -67,7 +67,7 @@ class WordVectors:
             raise ValueError(f"{folder / 'vectors'}: shape {table.shape}, expected (rows, {DIM})")
         key2row = msgpack.unpackb((folder / "key2row").read_bytes(), strict_map_key=False)
         keys = np.fromiter(key2row.keys(), dtype=np.uint64, count=len(key2row))
-        rows = np.fromiter(key2row.values(), dtype=np.int64, count=len(key2row))
+        rows = np.fromiter(key2row.values(), dtype=np.int32, count=len(key2row))  # rows < 2**31
         order = np.argsort(keys)
         self.keys, self.rows = keys[order], rows[order]
         if not len(rows):
@@ -78,7 +78,7 @@ class WordVectors:
 
     def _rows(self, words: list[str]) -> np.ndarray:
         if not words:
-            return np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int32)
         hashes = np.array([murmurhash64a(w.encode("utf-8")) for w in words], dtype=np.uint64)
         at = np.minimum(np.searchsorted(self.keys, hashes), len(self.keys) - 1)
         found = self.keys[at] == hashes
@@ -105,7 +105,8 @@ class WordVectors:
 
 @lru_cache(maxsize=1)
 def load_word_vectors() -> WordVectors:
-    """The package's vectors, loaded once per process (24 MB of vectors, 6 MB of keys; about 0.2 s)."""
+    """The package's vectors, loaded once per process (24 MB of vectors, 6 MB of keys and their rows; about
+    0.2 s)."""
     return WordVectors(vocab_dir())
 
 
