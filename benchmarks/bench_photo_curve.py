@@ -35,6 +35,20 @@ def line_fit(n: list[int], f1: list[float]) -> tuple[float, float]:
     return float(a), float(b)
 
 
+def draws(n_train: int, fraction: float, repeats: int, key: tuple[int, int]) -> list[np.ndarray]:
+    """The training rows of each fit at ``fraction`` of ``n_train`` rows: ``repeats`` random subsets, each
+    seeded by ``key`` (fold seed, fold) and its draw, in row order; below 1 only, the whole set once."""
+    if fraction >= 1:
+        return [np.arange(n_train)]
+    size = round(fraction * n_train)
+    return [np.sort(np.random.default_rng([*key, d]).permutation(n_train)[:size]) for d in range(repeats)]
+
+
+def photos_for(target: float, a: float, b: float) -> float:
+    """The number of photos at which the line ``a + b log2(photos)`` reaches ``target``."""
+    return float(2 ** ((target - a) / b))
+
+
 def main() -> None:
     parser = fold_parser(__doc__, ROOT / "results" / "photo_curve.md")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0])
@@ -62,12 +76,7 @@ def main() -> None:
             tr, te = tr[has_x[tr]], te[has_x[te]]
             x_tr, y_tr = np.vstack([x[tr], x_io]), np.concatenate([y[tr], y_io_kept])
             for frac in scores:
-                for draw in range(args.repeats if frac < 1 else 1):
-                    if frac < 1:
-                        rng = np.random.default_rng([seed, k, draw])
-                        pick = np.sort(rng.permutation(len(y_tr))[: round(frac * len(y_tr))])
-                    else:
-                        pick = np.arange(len(y_tr))
+                for pick in draws(len(y_tr), frac, args.repeats, (seed, k)):
                     head = fit_logistic(x_tr[pick], y_tr[pick], classes, config.image_c, seed)
                     scores[frac].append(weighted_f1(y[te], classes[head.scores(x[te]).argmax(1)]))
                     sizes[frac].append(len(pick))
@@ -105,10 +114,10 @@ def main() -> None:
         "",
         f"Line through every fit: F1 = {a:.4f} + {b:.4f} log2(photos), i.e. {b:+.4f} per doubling; "
         f"through the fractions >= 0.5 only: {b_up:+.4f} per doubling.",
-        f"Extrapolated (not measured): F1 {TARGET:.2f} at about {2 ** ((TARGET - a) / b):.0f} training "
-        f"photos by the first line, {2 ** ((TARGET - a_up) / b_up):.0f} by the second (a fold's training set "
-        f"has {statistics.mean(sizes[max(scores)]):.0f} at fraction {max(scores):g}; the sample has {full} "
-        "products with a photo in all).",
+        f"Extrapolated (not measured): F1 {TARGET:.2f} at about {photos_for(TARGET, a, b):.0f} training "
+        f"photos by the first line, {photos_for(TARGET, a_up, b_up):.0f} by the second (a fold's training "
+        f"set has {statistics.mean(sizes[max(scores)]):.0f} at fraction {max(scores):g}; the sample has "
+        f"{full} products with a photo in all).",
     ]
     write_table(table(title, columns, rows) + notes, args.out)
 
