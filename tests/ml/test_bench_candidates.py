@@ -4,26 +4,17 @@ branch."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from prodtype.ml.fusion import fit_fusion
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from service_support.benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_candidates
-
-        yield bench_candidates
-    finally:
-        sys.path.remove(str(BENCH))
+    with benchmark_module("bench_candidates") as module:
+        yield module
 
 
 def _branches(rng: np.random.Generator, n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,29 +5,19 @@ and fine-tuning changes those layers only in the copy it trains. Needs the ``exp
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+
+from service_support.benchmarks import benchmark_module
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def bench():  # type: ignore[no-untyped-def]
-    paths = [str(ROOT / "benchmarks"), str(ROOT / "scripts")]
-    sys.path[:0] = paths
-    try:
-        import bench_image_finetune
-
-        yield bench_image_finetune
-    finally:
-        for p in paths:
-            sys.path.remove(p)
+    with benchmark_module("bench_image_finetune", "scripts") as module:
+        yield module
 
 
 def test_last_layers_start_as_the_frozen_networks_features(bench) -> None:  # type: ignore[no-untyped-def]

@@ -3,24 +3,16 @@ README reports: the training subsets of each fit and the line through the points
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+from service_support.benchmarks import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():  # type: ignore[no-untyped-def]
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_photo_curve
-
-        yield bench_photo_curve
-    finally:
-        sys.path.remove(str(BENCH))
+    with benchmark_module("bench_photo_curve") as module:
+        yield module
 
 
 def test_each_fraction_draws_its_own_subsets_of_the_right_size_and_the_whole_set_once(bench) -> None:  # type: ignore[no-untyped-def]

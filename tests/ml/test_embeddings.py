@@ -7,6 +7,7 @@ import pytest
 
 from prodtype.data.text import join_text
 from prodtype.ml.embeddings import EMBEDDERS, encode_cached, get_embedder, title_of
+from service_support.columns import assert_side_by_side
 
 
 @pytest.mark.parametrize(
@@ -31,9 +32,8 @@ def test_titled_embedder_puts_the_title_vector_beside_the_text_vector() -> None:
         "",
     ]
     vectors = titled.encode(texts)
-    assert vectors.shape == (3, 1024) and vectors.dtype == np.float32
-    np.testing.assert_allclose(vectors[:, :512], inner.encode(texts), atol=1e-5)
-    np.testing.assert_allclose(vectors[:, 512:], inner.encode([title_of(t) for t in texts]), atol=1e-5)
+    assert vectors.shape == (3, 1024)
+    assert_side_by_side(vectors, [(inner, texts), (inner, [title_of(t) for t in texts])], atol=1e-5)
     # a product with a description: the two halves differ; without one they are the same text
     assert not np.allclose(vectors[0, :512], vectors[0, 512:], atol=1e-3)
     np.testing.assert_allclose(vectors[1, :512], vectors[1, 512:], atol=1e-5)

@@ -18,6 +18,7 @@ from prodtype.ml.feature_store import STORE_FILE
 from prodtype.ml.image import ImageEncoder
 from prodtype.ml.parallel import run_lanes
 from prodtype.ml.train import TrainConfig, fit_model
+from service_support.benchmarks import benchmark_module
 from service_support.waiting import until
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -177,14 +178,8 @@ def _sample_products(data_dir: Path) -> object:
 
 @pytest.fixture(scope="module")
 def bench_scale():  # type: ignore[no-untyped-def]
-    bench = str(Path(__file__).resolve().parents[2] / "benchmarks")
-    sys.path.insert(0, bench)
-    try:
-        import bench_scale
-
-        yield bench_scale
-    finally:
-        sys.path.remove(bench)
+    with benchmark_module("bench_scale") as module:
+        yield module
 
 
 def test_synthetic_texts_mix_titles_of_one_class_and_repeat_with_the_seed(
