@@ -59,6 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     if any(not 0 < f <= 1 for f in args.fractions):
         parser.error(f"--fractions {args.fractions}: expected fractions in (0, 1]")
+    if args.repeats < 1 or len(set(args.fractions)) < 2:
+        parser.error("expected --repeats of at least 1 and two different --fractions at least (for a line)")
     ds = load_sample(args.data)
     y = ds.products["label"].to_numpy(dtype=np.int64)
     y_io = ds.image_only["label"].to_numpy(dtype=np.int64)
