@@ -19,24 +19,29 @@ data's photos), one thread, for one query and a batch of 32.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import f1_score
+from sample_folds import (
+    ROOT,
+    Clock,
+    fold_parser,
+    fused_table,
+    load_sample,
+    out_of_fold,
+    weighted_f1,
+    write_table,
+)
 from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits
 
-from prodtype.data.challenge import image_paths, load_dataset
+from prodtype.data.challenge import image_paths
 from prodtype.ml.embeddings import encode_cached, get_embedder
 from prodtype.ml.fusion import fit_fusion
 from prodtype.ml.image import ImageEncoder
-from prodtype.ml.train import TrainConfig, _folds, fit_model
+from prodtype.ml.train import TrainConfig, _folds
 
-ROOT = Path(__file__).resolve().parent
 GRID_K = (5, 10, 20, 40)
 GRID_T = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -113,10 +118,6 @@ def near_duplicates(
     return counts
 
 
-def _wf1(y: np.ndarray, pred: np.ndarray) -> float:
-    return float(f1_score(y, pred, average="weighted", zero_division=0))
-
-
 def lookup_cost(n: int = 85_000, k: int = 20, repeats: int = 30) -> dict[str, float]:
     rng = np.random.default_rng(0)
     out = {}
@@ -135,30 +136,25 @@ def lookup_cost(n: int = 85_000, k: int = 20, repeats: int = 30) -> dict[str, fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", type=Path, default=ROOT.parent.parent / "shared" / "data" / "rakuten")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser = fold_parser(__doc__, None)
     parser.add_argument("--profile", default="fast", help="the training profile whose stack is measured")
-    parser.add_argument("--out", type=Path, help="also write the table here (default results/knn-PROFILE.md)")
-    parser.add_argument("--cache-dir", type=Path, default=ROOT.parent / ".cache" / "bench-features")
     args = parser.parse_args()
+    out = args.out or ROOT / "results" / f"knn-{args.profile}.md"
 
-    d = args.data
-    ds = load_dataset(d / "X_train.csv", d / "Y_train.csv", d / "image_train", d / "image_only_train.csv")
+    ds = load_sample(args.data)
     y = ds.products["label"].to_numpy(dtype=np.int64)
     texts = ds.products["text"].tolist()
-    enc = ImageEncoder()
+    cfg0 = TrainConfig.build(args.profile)
+    enc = ImageEncoder(name=cfg0.image_encoder)
     img, has_img, _ = enc.encode_files(image_paths(ds.products), args.cache_dir / "image", progress=False)
     io_x, io_has, _ = enc.encode_files(image_paths(ds.image_only), args.cache_dir / "image", progress=False)
     io_y = ds.image_only["label"].to_numpy(dtype=np.int64)[io_has]
     io_x = io_x[io_has]
-    cfg0 = TrainConfig.build(args.profile)
     assert cfg0.embedder is not None
     emb = encode_cached(
         get_embedder(cfg0.embedder, None, cfg0.embed_max_chars), texts, args.cache_dir / "text"
     )
+    clock = Clock()
 
     scores: dict[str, list[float]] = {}
     chosen: list[str] = []
@@ -167,13 +163,7 @@ def main() -> None:
         scores.setdefault(name, []).append(value)
 
     for seed in args.seeds:
-        result = fit_model(
-            ds,
-            TrainConfig.build(args.profile, seed=seed),
-            image_cache_dir=args.cache_dir / "image",
-            text_cache_dir=args.cache_dir / "text",
-            progress=False,
-        )
+        result = out_of_fold(ds, TrainConfig.build(args.profile, seed=seed), args.cache_dir)
         classes = result.model.classes
         k_cls = len(classes)
         y_idx = np.searchsorted(classes, y)
@@ -217,47 +207,35 @@ def main() -> None:
         }
         for tr, te in folds:
             te_i = te[has_img[te]]
-            add("image: logistic head", _wf1(y[te_i], classes[base[-1][te_i].argmax(1)]))
-            add("image: k-NN", _wf1(y[te_i], classes[knn_img[te_i].argmax(1)]))
+            add("image: logistic head", weighted_f1(y[te_i], classes[base[-1][te_i].argmax(1)]))
+            add("image: k-NN", weighted_f1(y[te_i], classes[knn_img[te_i].argmax(1)]))
             add(
                 "image: logistic + k-NN (summed log-probabilities)",
-                _wf1(y[te_i], classes[(base[-1][te_i] + knn_img[te_i]).argmax(1)]),
+                weighted_f1(y[te_i], classes[(base[-1][te_i] + knn_img[te_i]).argmax(1)]),
             )
-            add("image: k-NN (standardized)", _wf1(y[te_i], classes[knn_imz[te_i].argmax(1)]))
-            add("text: sentence-embedding k-NN alone", _wf1(y[te], classes[knn_txt[te].argmax(1)]))
+            add("image: k-NN (standardized)", weighted_f1(y[te_i], classes[knn_imz[te_i].argmax(1)]))
+            add("text: sentence-embedding k-NN alone", weighted_f1(y[te], classes[knn_txt[te].argmax(1)]))
             for name, branches in variants.items():
                 f = fit_fusion(branches[:, tr], has_img[tr], y_idx[tr])
-                add(f"fused: {name}", _wf1(y[te], classes[f.proba(branches[:, te], has_img[te]).argmax(1)]))
+                add(
+                    f"fused: {name}",
+                    weighted_f1(y[te], classes[f.proba(branches[:, te], has_img[te]).argmax(1)]),
+                )
         print(f"seed {seed} done", flush=True)
 
     n_folds = len(scores["fused: default"])
-    lines = [
-        f"k-NN branches, profile {args.profile}, out-of-fold on fit_model's folds "
-        f"(seeds {args.seeds}, {n_folds} folds); "
-        f"load {os.getloadavg()[0]:.1f}, {time.strftime('%Y-%m-%d %H:%M')}",
-        "",
-        "| row | weighted F1 (mean ± sd) | Δ vs default fused, paired (mean ± se) |",
-        "|---|---|---|",
-    ]
-    ref = scores["fused: default"]
-    for name, values in scores.items():
-        delta = ""
-        if name.startswith("fused: ") and name != "fused: default":
-            diffs = [a - b for a, b in zip(values, ref, strict=True)]
-            se = statistics.stdev(diffs) / len(diffs) ** 0.5
-            delta = f"{statistics.mean(diffs):+.4f} ± {se:.4f}"
-        lines.append(f"| {name} | {statistics.mean(values):.4f} ± {statistics.stdev(values):.4f} | {delta} |")
+    title = (
+        f"k-NN branches, profile {args.profile}, out-of-fold on fit_model's folds (fold seeds {args.seeds}, "
+        f"{n_folds} folds); {clock.stamp()}"
+    )
+    lines = fused_table(title, scores)
     lines += ["", "Near-duplicates and the k, t chosen per fold: " + "; ".join(chosen), ""]
     cost = lookup_cost()
     lines.append(
         "One k-NN lookup among 85,000 unit float32 rows (random), one BLAS thread: "
         + ", ".join(f"{k} {v:.1f} ms" for k, v in cost.items())
     )
-    text = "\n".join(lines)
-    print(text)
-    out = args.out or ROOT / "results" / f"knn-{args.profile}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
+    write_table(lines, out)
 
 
 if __name__ == "__main__":
