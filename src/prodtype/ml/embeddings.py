@@ -139,7 +139,6 @@ class ConcatEmbedder:
         self.parts = parts
         self.name = name
         self.dim = sum(p.dim for p in parts)
-        self.max_chars = int(getattr(parts[0], "max_chars", 400))
 
     def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         if not texts:
